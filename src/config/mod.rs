@@ -1,0 +1,293 @@
+//! Configuration: `raw` is the YAML as written, `validate` turns it into the typed [`Config`]
+//! below (defaults applied, cross-references checked). Every default is stated on its field and
+//! in README.md's configuration reference.
+
+mod error;
+pub mod raw;
+pub mod units;
+mod validate;
+
+pub use error::ConfigError;
+pub use validate::{parse_config, parse_server_address};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The validated configuration of one swarmgate process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Proxy listeners. Default `0.0.0.0:8080`.
+    pub listen: Vec<SocketAddr>,
+    /// Tokio worker threads; 0 (default) = one per core.
+    pub workers: usize,
+    /// Admin/metrics listener. Default `127.0.0.1:9901`; `admin: {listen: ""}` disables it.
+    pub admin_listen: Option<SocketAddr>,
+    /// TLS on the proxy listeners (ALPN http/1.1). Default none (plain HTTP).
+    pub tls: Option<ListenerTls>,
+    /// Client-side limits and timeouts.
+    pub client: ClientLimits,
+    /// Grace period for in-flight requests on SIGTERM/SIGINT. Default 30 s.
+    pub shutdown_timeout: Duration,
+    /// One access-log line per request. Default true.
+    pub access_log: bool,
+    /// Upstream groups, by name.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Routes, first match wins. Default: everything to the only upstream.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Limits applied to client connections (nginx `client_*`, `keepalive_*`).
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    /// `client_max_body_size`, bytes; 0 = unlimited. Default 2 MiB (Kuscia's value).
+    pub max_body_size: u64,
+    /// `client_header_timeout`: time from the first byte of a request head to its end. Default 60 s.
+    pub header_timeout: Duration,
+    /// `client_body_timeout`: longest wait between two reads of a request body. Default 60 s.
+    pub body_timeout: Duration,
+    /// `keepalive_timeout`: idle time allowed between requests. Default 20 min (Kuscia's value).
+    pub keepalive_timeout: Duration,
+    /// `keepalive_requests`: requests served on one connection. Default 1000; 0 = unlimited.
+    pub keepalive_requests: u64,
+    /// `large_client_header_buffers`: largest request head, bytes (431 above). Default 64 KiB.
+    pub max_header_size: usize,
+    /// `max_headers`: most header fields in a request (431 above). Default 100.
+    pub max_headers: usize,
+    /// `max_uri_length`: longest request target, bytes (414 above). Default 8 KiB.
+    pub max_uri_length: usize,
+    /// `max_connections`: open client connections at once (new ones wait). Default 0 = unlimited.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// What to do when no server of an upstream is selectable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenAllDown {
+    /// Answer 502 at once (default; nginx "no live upstreams").
+    Fail,
+    /// Spread traffic over every server anyway (Envoy's panic mode).
+    TryAll,
+}
+
+/// TLS towards the servers of an `https` upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// `tls_verify`: verify the server certificate. Default true.
+    pub verify: bool,
+    /// `tls_ca`: PEM bundle of trusted roots; default the system roots.
+    pub ca: Option<PathBuf>,
+    /// `tls_sni`: server name sent and verified; default the server address host.
+    pub sni: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// Default `http`.
+    pub scheme: Scheme,
+    /// Present when `scheme: https`.
+    pub tls: Option<UpstreamTls>,
+    /// `keepalive`: idle pooled connections kept per server. Default 32; 0 disables pooling.
+    pub keepalive: usize,
+    /// `keepalive_timeout`: idle pooled connection lifetime. Default 60 s.
+    pub keepalive_timeout: Duration,
+    /// `keepalive_requests`: requests per pooled connection. Default 1000; 0 = unlimited.
+    pub keepalive_requests: u64,
+    /// `connect_timeout` (TCP and TLS handshake). Default 5 s.
+    pub connect_timeout: Duration,
+    /// `read_timeout`: longest wait between two reads from the server (504). Default 60 s.
+    pub read_timeout: Duration,
+    /// `send_timeout`: longest wait between two writes to the server. Default 60 s.
+    pub send_timeout: Duration,
+    /// `next_upstream_tries`: attempts per request; 0 (default) = each server at most once.
+    pub next_upstream_tries: u32,
+    /// `max_response_header_size`: largest response head accepted (502 above). Default 64 KiB.
+    pub max_response_header_size: usize,
+    /// `when_all_down`: `fail` (default) or `try_all`.
+    pub when_all_down: WhenAllDown,
+    /// Static servers.
+    pub servers: Vec<ServerConfig>,
+    /// Docker discovery, if configured.
+    pub docker: Option<DockerDiscoveryConfig>,
+    /// Active health checks, if configured.
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// A server address as written: host (IP or DNS name) and port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerAddress {
+    pub host: String,
+    pub port: u16,
+    /// Set when `host` is an IP literal (no resolution needed).
+    pub ip: Option<IpAddr>,
+}
+
+impl ServerAddress {
+    pub fn from_socket(addr: SocketAddr) -> Self {
+        ServerAddress {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            ip: Some(addr.ip()),
+        }
+    }
+}
+
+impl fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            _ => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+/// Per-server balancing parameters (nginx `server` line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub address: ServerAddress,
+    /// Default 1.
+    pub weight: u32,
+    /// Failures within `fail_timeout` that take the server out. Default 1; 0 = never.
+    pub max_fails: u32,
+    /// Counting window and ban length. Default 10 s.
+    pub fail_timeout: Duration,
+    /// Used only when no primary server is selectable. Default false.
+    pub backup: bool,
+    /// Permanently out of rotation (nginx `down`). Default false.
+    pub down: bool,
+}
+
+/// How Docker discovery finds replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerMode {
+    /// Swarm when the daemon is an active swarm manager, else containers.
+    Auto,
+    /// Running containers of this daemon on the network.
+    Containers,
+    /// Cluster-wide network attachments, from a swarm manager.
+    Swarm,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerDiscoveryConfig {
+    /// Default `DOCKER_HOST`, else `unix:///var/run/docker.sock`.
+    pub endpoint: String,
+    /// Overlay network whose address is used. Default `kuscia-exchange-cluster`.
+    pub network: String,
+    /// Container port; label `swarmgate.port` overrides. Default 1080 (Kuscia's gateway).
+    pub port: u16,
+    /// Optional regex on the container name (without the leading `/`).
+    pub name: Option<String>,
+    /// Labels that must be present with these values.
+    pub labels: BTreeMap<String, String>,
+    /// Default `auto`.
+    pub mode: DockerMode,
+    /// Full reconcile interval besides events. Default 30 s.
+    pub resync: Duration,
+    /// Weight of a discovered replica; label `swarmgate.weight` overrides. Default 1.
+    pub weight: u32,
+    /// Default 1.
+    pub max_fails: u32,
+    /// Default 10 s.
+    pub fail_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthCheckKind {
+    Http,
+    Tcp,
+}
+
+/// An accepted status: a class (`4xx`) or an exact code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatch {
+    Class(u16),
+    Exact(u16),
+}
+
+impl StatusMatch {
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            StatusMatch::Class(c) => status / 100 == c,
+            StatusMatch::Exact(s) => status == s,
+        }
+    }
+}
+
+/// Active health checks (nginx_upstream_check_module semantics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    /// Default 30 s (the check module's 30000 ms).
+    pub interval: Duration,
+    /// Consecutive successes to become healthy. Default 2.
+    pub rise: u32,
+    /// Consecutive failures to become unhealthy. Default 5.
+    pub fall: u32,
+    /// Default 1 s.
+    pub timeout: Duration,
+    /// Default `http`.
+    pub kind: HealthCheckKind,
+    /// Default `/`.
+    pub path: String,
+    /// Default `GET`.
+    pub method: String,
+    /// Host header of the probe; default the server address.
+    pub host: Option<String>,
+    /// Default `["2xx", "3xx"]`.
+    pub expect_status: Vec<StatusMatch>,
+    /// New servers start unhealthy until `rise` successes. Default false.
+    pub default_down: bool,
+    /// Probe this port instead of the server's. Default the server's.
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// Default `/`.
+    pub path_prefix: String,
+    /// Exact Host match (case-insensitive, port ignored). Default any.
+    pub host: Option<String>,
+    pub upstream: String,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        parse_config(&text)
+    }
+
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}

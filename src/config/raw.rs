@@ -1,0 +1,185 @@
+//! The YAML file as written: serde structs with `deny_unknown_fields`, so that a typo such as
+//! `wieght` is an error that names its key path and line. Defaults and semantic checks live in
+//! `validate.rs`; every field here is optional unless the file format requires it.
+
+use super::units::{Dur, Size};
+use super::{DockerMode, HealthCheckKind, Scheme, ServerAddress, StatusMatch, WhenAllDown};
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// A server weight: a whole number of at least 1.
+#[derive(Debug, Clone, Copy)]
+pub struct Weight(pub u32);
+
+impl<'de> Deserialize<'de> for Weight {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = u32::deserialize(d)?;
+        if w == 0 {
+            return Err(de::Error::custom("weight must be at least 1"));
+        }
+        Ok(Weight(w))
+    }
+}
+
+impl<'de> Deserialize<'de> for ServerAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_server_address(&s).map_err(de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusMatch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            N(u16),
+            S(String),
+        }
+        let bad = |s: &str| de::Error::custom(format!("invalid status {s:?} (expected e.g. 2xx or 401)"));
+        match Either::deserialize(d)? {
+            Either::N(n) if (100..600).contains(&n) => Ok(StatusMatch::Exact(n)),
+            Either::N(n) => Err(bad(&n.to_string())),
+            Either::S(s) => {
+                let t = s.trim().to_ascii_lowercase();
+                if let Some(c) = t.strip_suffix("xx") {
+                    match c.parse::<u16>() {
+                        Ok(c) if (1..6).contains(&c) => Ok(StatusMatch::Class(c)),
+                        _ => Err(bad(&s)),
+                    }
+                } else {
+                    match t.parse::<u16>() {
+                        Ok(n) if (100..600).contains(&n) => Ok(StatusMatch::Exact(n)),
+                        _ => Err(bad(&s)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A string or a list of strings (`listen: "0.0.0.0:8080"` or `listen: [..]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<OneOrMany<SocketAddr>>,
+    pub workers: Option<usize>,
+    pub admin: Option<RawAdmin>,
+    pub tls: Option<RawListenerTls>,
+    pub client_max_body_size: Option<Size>,
+    pub client_header_timeout: Option<Dur>,
+    pub client_body_timeout: Option<Dur>,
+    pub keepalive_timeout: Option<Dur>,
+    pub keepalive_requests: Option<u64>,
+    pub large_client_header_buffers: Option<Size>,
+    pub max_headers: Option<usize>,
+    pub max_uri_length: Option<Size>,
+    pub max_connections: Option<usize>,
+    pub shutdown_timeout: Option<Dur>,
+    pub access_log: Option<bool>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    pub routes: Option<Vec<RawRoute>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerTls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub scheme: Option<Scheme>,
+    pub tls_verify: Option<bool>,
+    pub tls_ca: Option<String>,
+    pub tls_sni: Option<String>,
+    pub keepalive: Option<usize>,
+    pub keepalive_timeout: Option<Dur>,
+    pub keepalive_requests: Option<u64>,
+    pub connect_timeout: Option<Dur>,
+    pub read_timeout: Option<Dur>,
+    pub send_timeout: Option<Dur>,
+    pub next_upstream_tries: Option<u32>,
+    pub max_response_header_size: Option<Size>,
+    pub when_all_down: Option<WhenAllDown>,
+    #[serde(default)]
+    pub servers: Vec<RawServer>,
+    pub discovery: Option<RawDiscovery>,
+    pub health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub address: ServerAddress,
+    pub weight: Option<Weight>,
+    pub max_fails: Option<u32>,
+    pub fail_timeout: Option<Dur>,
+    pub backup: Option<bool>,
+    pub down: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    pub docker: Option<RawDockerDiscovery>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDockerDiscovery {
+    pub endpoint: Option<String>,
+    pub network: Option<String>,
+    pub port: Option<u16>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub mode: Option<DockerMode>,
+    pub resync: Option<Dur>,
+    pub weight: Option<Weight>,
+    pub max_fails: Option<u32>,
+    pub fail_timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub interval: Option<Dur>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+    pub timeout: Option<Dur>,
+    #[serde(rename = "type")]
+    pub kind: Option<HealthCheckKind>,
+    pub path: Option<String>,
+    pub method: Option<String>,
+    pub host: Option<String>,
+    pub expect_status: Option<Vec<StatusMatch>>,
+    pub default_down: Option<bool>,
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub path_prefix: Option<String>,
+    pub host: Option<String>,
+    pub upstream: String,
+}

@@ -1,0 +1,354 @@
+//! Raw YAML → validated [`Config`]: defaults, ranges and cross-references.
+
+use super::raw::{RawConfig, RawDockerDiscovery, RawHealthCheck, RawServer, RawUpstream};
+use super::*;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8080));
+const DEFAULT_ADMIN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9901));
+
+/// Parses `ip:port`, `[v6]:port` or `host:port`.
+pub fn parse_server_address(s: &str) -> Result<ServerAddress, String> {
+    let s = s.trim();
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(ServerAddress::from_socket(sa));
+    }
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("invalid address {s:?} (expected ip:port or host:port)"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("invalid port in address {s:?}"))?;
+    let valid_host = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if !valid_host || port == 0 {
+        return Err(format!(
+            "invalid address {s:?} (expected ip:port or host:port)"
+        ));
+    }
+    Ok(ServerAddress {
+        host: host.to_ascii_lowercase(),
+        port,
+        ip: None,
+    })
+}
+
+/// Parses and validates a whole config file's text.
+pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?
+    };
+    Validator { text }.config(raw)
+}
+
+struct Validator<'a> {
+    text: &'a str,
+}
+
+impl Validator<'_> {
+    /// Line (1-based) of the first line holding `key:` (optionally followed by `value`).
+    fn line_of(&self, key: &str, value: Option<&str>) -> Option<usize> {
+        self.text.lines().enumerate().find_map(|(i, line)| {
+            let l = line.trim_start().trim_start_matches("- ").trim_start();
+            let rest = l.strip_prefix(key)?.trim_start().strip_prefix(':')?;
+            match value {
+                Some(v) if !rest.contains(v) => None,
+                _ => Some(i + 1),
+            }
+        })
+    }
+
+    fn invalid(&self, key: String, line_key: &str, value: Option<&str>, msg: String) -> ConfigError {
+        ConfigError::Invalid {
+            line: self.line_of(line_key, value),
+            key,
+            message: msg,
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let listen = match raw.listen {
+            None => vec![DEFAULT_LISTEN],
+            Some(raw::OneOrMany::One(a)) => vec![a],
+            Some(raw::OneOrMany::Many(v)) => v,
+        };
+        if listen.is_empty() {
+            return Err(self.invalid("listen".into(), "listen", None, "needs at least one address".into()));
+        }
+        let admin_listen = match raw.admin.and_then(|a| a.listen) {
+            None => Some(DEFAULT_ADMIN),
+            Some(s) if s.trim().is_empty() => None,
+            Some(s) => Some(s.trim().parse::<SocketAddr>().map_err(|_| {
+                self.invalid(
+                    "admin.listen".into(),
+                    "listen",
+                    Some(&s),
+                    format!("invalid socket address {s:?} (expected ip:port)"),
+                )
+            })?),
+        };
+        let tls = raw.tls.map(|t| ListenerTls {
+            cert: t.cert.into(),
+            key: t.key.into(),
+        });
+        let client = ClientLimits {
+            max_body_size: raw.client_max_body_size.map_or(2 << 20, |s| s.0),
+            header_timeout: raw.client_header_timeout.map_or(Duration::from_secs(60), |d| d.0),
+            body_timeout: raw.client_body_timeout.map_or(Duration::from_secs(60), |d| d.0),
+            keepalive_timeout: raw.keepalive_timeout.map_or(Duration::from_secs(1200), |d| d.0),
+            keepalive_requests: raw.keepalive_requests.unwrap_or(1000),
+            max_header_size: raw.large_client_header_buffers.map_or(64 << 10, |s| s.0 as usize),
+            max_headers: raw.max_headers.unwrap_or(100),
+            max_uri_length: raw.max_uri_length.map_or(8 << 10, |s| s.0 as usize),
+            max_connections: raw.max_connections.unwrap_or(0),
+        };
+        for (key, d) in [
+            ("client_header_timeout", client.header_timeout),
+            ("client_body_timeout", client.body_timeout),
+            ("keepalive_timeout", client.keepalive_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(self.invalid(key.into(), key, None, "must be greater than 0".into()));
+            }
+        }
+        if client.max_header_size < 1024 {
+            return Err(self.invalid(
+                "large_client_header_buffers".into(),
+                "large_client_header_buffers",
+                None,
+                "must be at least 1k".into(),
+            ));
+        }
+
+        let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+        for (name, u) in raw.upstreams {
+            upstreams.push(self.upstream(name, u)?);
+        }
+
+        let routes = match raw.routes {
+            Some(routes) => {
+                let mut out = Vec::with_capacity(routes.len());
+                for (i, r) in routes.into_iter().enumerate() {
+                    if upstreams.iter().all(|u| u.name != r.upstream) {
+                        return Err(self.invalid(
+                            format!("routes[{i}].upstream"),
+                            "upstream",
+                            Some(&r.upstream),
+                            format!("unknown upstream {:?}", r.upstream),
+                        ));
+                    }
+                    let path_prefix = r.path_prefix.unwrap_or_else(|| "/".into());
+                    if !path_prefix.starts_with('/') {
+                        return Err(self.invalid(
+                            format!("routes[{i}].path_prefix"),
+                            "path_prefix",
+                            Some(&path_prefix),
+                            "must start with '/'".into(),
+                        ));
+                    }
+                    out.push(RouteConfig {
+                        path_prefix,
+                        host: r.host.map(|h| strip_port(&h).to_ascii_lowercase()),
+                        upstream: r.upstream,
+                    });
+                }
+                out
+            }
+            None if upstreams.len() == 1 => vec![RouteConfig {
+                path_prefix: "/".into(),
+                host: None,
+                upstream: upstreams[0].name.clone(),
+            }],
+            None if upstreams.is_empty() => Vec::new(),
+            None => {
+                return Err(self.invalid(
+                    "routes".into(),
+                    "upstreams",
+                    None,
+                    "required when there is more than one upstream".into(),
+                ))
+            }
+        };
+
+        Ok(Config {
+            listen,
+            workers: raw.workers.unwrap_or(0),
+            admin_listen,
+            tls,
+            client,
+            shutdown_timeout: raw.shutdown_timeout.map_or(Duration::from_secs(30), |d| d.0),
+            access_log: raw.access_log.unwrap_or(true),
+            upstreams,
+            routes,
+        })
+    }
+
+    fn upstream(&self, name: String, u: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+        let key = |k: &str| format!("upstreams.{name}.{k}");
+        let scheme = u.scheme.unwrap_or(Scheme::Http);
+        let tls = match scheme {
+            Scheme::Https => Some(UpstreamTls {
+                verify: u.tls_verify.unwrap_or(true),
+                ca: u.tls_ca.map(PathBuf::from),
+                sni: u.tls_sni,
+            }),
+            Scheme::Http => {
+                for (k, set) in [
+                    ("tls_verify", u.tls_verify.is_some()),
+                    ("tls_ca", u.tls_ca.is_some()),
+                    ("tls_sni", u.tls_sni.is_some()),
+                ] {
+                    if set {
+                        return Err(self.invalid(key(k), k, None, "needs `scheme: https`".into()));
+                    }
+                }
+                None
+            }
+        };
+        if let Some(ca) = tls.as_ref().and_then(|t| t.ca.as_ref()) {
+            if !ca.is_file() {
+                return Err(self.invalid(
+                    key("tls_ca"),
+                    "tls_ca",
+                    None,
+                    format!("no such file {}", ca.display()),
+                ));
+            }
+        }
+        let servers: Vec<ServerConfig> = u.servers.into_iter().map(server).collect();
+        let docker = u.discovery.and_then(|d| d.docker).map(docker).transpose().map_err(
+            |(k, msg)| self.invalid(key(&format!("discovery.docker.{k}")), k, None, msg),
+        )?;
+        if servers.is_empty() && docker.is_none() {
+            return Err(self.invalid(
+                format!("upstreams.{name}"),
+                &name,
+                None,
+                "needs `servers` or `discovery`".into(),
+            ));
+        }
+        let health_check = u
+            .health_check
+            .map(health)
+            .transpose()
+            .map_err(|(k, msg)| self.invalid(key(&format!("health_check.{k}")), k, None, msg))?;
+        for (k, d) in [("connect_timeout", u.connect_timeout), ("read_timeout", u.read_timeout)] {
+            if d.is_some_and(|d| d.0.is_zero()) {
+                return Err(self.invalid(key(k), k, None, "must be greater than 0".into()));
+            }
+        }
+        Ok(UpstreamConfig {
+            scheme,
+            tls,
+            keepalive: u.keepalive.unwrap_or(32),
+            keepalive_timeout: u.keepalive_timeout.map_or(Duration::from_secs(60), |d| d.0),
+            keepalive_requests: u.keepalive_requests.unwrap_or(1000),
+            connect_timeout: u.connect_timeout.map_or(Duration::from_secs(5), |d| d.0),
+            read_timeout: u.read_timeout.map_or(Duration::from_secs(60), |d| d.0),
+            send_timeout: u.send_timeout.map_or(Duration::from_secs(60), |d| d.0),
+            next_upstream_tries: u.next_upstream_tries.unwrap_or(0),
+            max_response_header_size: u.max_response_header_size.map_or(64 << 10, |s| s.0 as usize),
+            when_all_down: u.when_all_down.unwrap_or(WhenAllDown::Fail),
+            servers,
+            docker,
+            health_check,
+            name,
+        })
+    }
+}
+
+fn server(s: RawServer) -> ServerConfig {
+    ServerConfig {
+        address: s.address,
+        weight: s.weight.map_or(1, |w| w.0),
+        max_fails: s.max_fails.unwrap_or(1),
+        fail_timeout: s.fail_timeout.map_or(Duration::from_secs(10), |d| d.0),
+        backup: s.backup.unwrap_or(false),
+        down: s.down.unwrap_or(false),
+    }
+}
+
+fn docker(d: RawDockerDiscovery) -> Result<DockerDiscoveryConfig, (&'static str, String)> {
+    if let Some(re) = &d.name {
+        regex::Regex::new(re).map_err(|e| ("name", format!("invalid regex: {e}")))?;
+    }
+    let network = d.network.unwrap_or_else(|| "kuscia-exchange-cluster".into());
+    if network.is_empty() {
+        return Err(("network", "must not be empty".into()));
+    }
+    let resync = d.resync.map_or(Duration::from_secs(30), |r| r.0);
+    if resync.is_zero() {
+        return Err(("resync", "must be greater than 0".into()));
+    }
+    Ok(DockerDiscoveryConfig {
+        endpoint: d
+            .endpoint
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
+        network,
+        port: d.port.unwrap_or(1080),
+        name: d.name,
+        labels: d.labels,
+        mode: d.mode.unwrap_or(DockerMode::Auto),
+        resync,
+        weight: d.weight.map_or(1, |w| w.0),
+        max_fails: d.max_fails.unwrap_or(1),
+        fail_timeout: d.fail_timeout.map_or(Duration::from_secs(10), |d| d.0),
+    })
+}
+
+fn health(h: RawHealthCheck) -> Result<HealthCheckConfig, (&'static str, String)> {
+    let cfg = HealthCheckConfig {
+        interval: h.interval.map_or(Duration::from_secs(30), |d| d.0),
+        rise: h.rise.unwrap_or(2),
+        fall: h.fall.unwrap_or(5),
+        timeout: h.timeout.map_or(Duration::from_secs(1), |d| d.0),
+        kind: h.kind.unwrap_or(HealthCheckKind::Http),
+        path: h.path.unwrap_or_else(|| "/".into()),
+        method: h.method.unwrap_or_else(|| "GET".into()).to_ascii_uppercase(),
+        host: h.host,
+        expect_status: h
+            .expect_status
+            .unwrap_or_else(|| vec![StatusMatch::Class(2), StatusMatch::Class(3)]),
+        default_down: h.default_down.unwrap_or(false),
+        port: h.port,
+    };
+    if cfg.interval.is_zero() {
+        return Err(("interval", "must be greater than 0".into()));
+    }
+    if cfg.timeout.is_zero() {
+        return Err(("timeout", "must be greater than 0".into()));
+    }
+    if cfg.rise == 0 || cfg.fall == 0 {
+        return Err(("rise", "rise and fall must be at least 1".into()));
+    }
+    if !cfg.path.starts_with('/') {
+        return Err(("path", "must start with '/'".into()));
+    }
+    if http::Method::from_bytes(cfg.method.as_bytes()).is_err() {
+        return Err(("method", format!("invalid method {:?}", cfg.method)));
+    }
+    if cfg.expect_status.is_empty() {
+        return Err(("expect_status", "must list at least one status".into()));
+    }
+    Ok(cfg)
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+pub(crate) fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}

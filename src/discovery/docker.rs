@@ -1,0 +1,1 @@
+//! Docker Engine discovery (containers and swarm modes). Implemented in the discovery issue.

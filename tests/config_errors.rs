@@ -1,0 +1,57 @@
+//! Config errors name the key path and the line, and exit non-zero through `swarmgate check`.
+
+use swarmgate::config::parse_config;
+
+fn err(yaml: &str) -> String {
+    match parse_config(yaml) {
+        Ok(_) => panic!("config unexpectedly valid:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn unknown_key_names_path_and_line() {
+    let e = err("upstreams:\n  kuscia:\n    servers:\n      - address: 127.0.0.1:1\n        wieght: 2\n");
+    assert!(e.contains("wieght"), "{e}");
+    assert!(e.contains("upstreams.kuscia.servers[0]"), "{e}");
+    assert!(e.contains("line 5"), "{e}");
+}
+
+#[test]
+fn weight_zero_is_rejected_with_line() {
+    let e = err("upstreams:\n  a:\n    servers:\n      - address: 127.0.0.1:1\n        weight: 0\n");
+    assert!(e.contains("weight must be at least 1"), "{e}");
+    // serde_yaml reports the position of the server entry holding the bad value.
+    assert!(e.contains("upstreams.a.servers[0]") && e.contains("line 4"), "{e}");
+}
+
+#[test]
+fn bad_duration_size_and_address() {
+    let e = err("client_header_timeout: 3x\nupstreams:\n  a:\n    servers: [{address: 127.0.0.1:1}]\n");
+    assert!(e.contains("client_header_timeout") && e.contains("line 1"), "{e}");
+    let e = err("client_max_body_size: 2mb\nupstreams:\n  a:\n    servers: [{address: 127.0.0.1:1}]\n");
+    assert!(e.contains("client_max_body_size") && e.contains("invalid size"), "{e}");
+    let e = err("upstreams:\n  a:\n    servers:\n      - address: nope\n");
+    assert!(e.contains("invalid address") && e.contains("line 4"), "{e}");
+}
+
+#[test]
+fn route_to_unknown_upstream() {
+    let e = err("upstreams:\n  a:\n    servers: [{address: 127.0.0.1:1}]\nroutes:\n  - path_prefix: /\n    upstream: b\n");
+    assert!(e.contains("routes[0].upstream"), "{e}");
+    assert!(e.contains("unknown upstream \"b\""), "{e}");
+    assert!(e.contains("line 6"), "{e}");
+}
+
+#[test]
+fn defaults_follow_nginx_and_kuscia() {
+    let c = parse_config("upstreams:\n  a:\n    servers: [{address: 'replica:1080'}]\n").unwrap();
+    assert_eq!(c.client.max_body_size, 2 << 20);
+    assert_eq!(c.client.keepalive_timeout.as_secs(), 1200);
+    assert_eq!(c.routes.len(), 1);
+    let u = &c.upstreams[0];
+    assert_eq!(u.keepalive, 32);
+    assert_eq!(u.servers[0].max_fails, 1);
+    assert_eq!(u.servers[0].fail_timeout.as_secs(), 10);
+    assert_eq!(u.servers[0].address.host, "replica");
+}
