@@ -1,4 +1,17 @@
 //! swarmgate: a load-balancing front for clustered Kuscia replicas on a Docker Swarm overlay.
+//!
+//! Layout: `config` (YAML → validated config), `discovery` (Docker), `balance` (pure selectors),
+//! `upstream` (live server sets, pools, dialing), `proxy` (listeners, handler, forwarding),
+//! `runtime` (routes + upstreams, swapped on reload), `app` (lifecycle), `admin`, `metrics`, `tls`.
 
+pub mod admin;
+pub mod app;
+pub mod balance;
+pub mod cli;
 pub mod config;
 pub mod discovery;
+pub mod metrics;
+pub mod proxy;
+pub mod runtime;
+pub mod tls;
+pub mod upstream;

@@ -1,1 +1,69 @@
-fn main() {}
+use anyhow::Context;
+use clap::Parser;
+use swarmgate::cli::{Cli, Command, LogFormat, BUILTIN_CONFIG};
+use swarmgate::config::{parse_config, Config};
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    match cli.config_path() {
+        Some(path) => Config::load(&path).with_context(|| format!("{}", path.display())),
+        None => parse_config(BUILTIN_CONFIG).context("built-in config"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::Check) => {
+            let cfg = load(&cli)?;
+            let what = cli
+                .config_path()
+                .map_or_else(|| "built-in config".to_owned(), |p| p.display().to_string());
+            println!(
+                "swarmgate: {what}: ok ({} upstream(s), {} route(s))",
+                cfg.upstreams.len(),
+                cfg.routes.len()
+            );
+            return Ok(());
+        }
+        Some(Command::Healthcheck { admin }) => return healthcheck(admin),
+        None => {}
+    }
+    init_logging(cli.log_format);
+    let cfg = load(&cli)?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if cfg.workers > 0 {
+        rt.worker_threads(cfg.workers);
+    }
+    let rt = rt.enable_all().build().context("tokio runtime")?;
+    rt.block_on(async {
+        let app = swarmgate::app::App::new(cfg, cli.config_path())?;
+        swarmgate::app::run(app).await
+    })?;
+    Ok(())
+}
+
+/// A blocking one-shot GET of /healthz (no runtime needed).
+fn healthcheck(admin: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin).with_context(|| format!("connect {admin}"))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3)))?;
+    s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf)?;
+    let head = String::from_utf8_lossy(&buf[..n]);
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "unhealthy: {head}"
+    );
+    Ok(())
+}

@@ -8,7 +8,7 @@ pub mod units;
 mod validate;
 
 pub use error::ConfigError;
-pub use validate::{parse_config, parse_server_address};
+pub use validate::{parse_config, parse_server_address, strip_port};
 
 use std::collections::BTreeMap;
 use std::fmt;

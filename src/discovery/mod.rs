@@ -3,7 +3,10 @@
 //! are coalesced and the request path never waits); `crate::upstream` applies snapshots to the
 //! live server sets.
 
+mod apply;
 pub mod docker;
+
+pub use apply::DiscoveryManager;
 
 use std::net::SocketAddr;
 

@@ -1,0 +1,145 @@
+//! Prometheus metrics (fixed names, see README). One process-wide registry; the admin listener
+//! renders it at `/metrics`.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::sync::LazyLock;
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests_total: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_server_up: IntGaugeVec,
+    pub retries_total: IntCounterVec,
+    pub upstream_connections: IntGaugeVec,
+    pub health_checks_total: IntCounterVec,
+    pub client_connections: IntGauge,
+    pub bytes_total: IntCounterVec,
+    pub discovery_up: IntGaugeVec,
+    pub config_reloads_total: IntCounterVec,
+    pub build_info: IntGaugeVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c =
+        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g =
+        IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    g
+}
+
+impl Metrics {
+    // Metric definitions are constants: a failure here is a programming error caught by tests.
+    fn new() -> Self {
+        let r = Registry::new();
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "swarmgate_request_duration_seconds",
+                "Time from request head to response head, by upstream.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0,
+            ]),
+            &["upstream"],
+        )
+        .unwrap_or_else(|e| panic!("histogram: {e}"));
+        r.register(Box::new(request_duration.clone()))
+            .unwrap_or_else(|e| panic!("histogram: {e}"));
+        let client_connections = IntGauge::new(
+            "swarmgate_client_connections",
+            "Client connections currently open.",
+        )
+        .unwrap_or_else(|e| panic!("gauge: {e}"));
+        r.register(Box::new(client_connections.clone()))
+            .unwrap_or_else(|e| panic!("gauge: {e}"));
+        let m = Metrics {
+            requests_total: counter(
+                &r,
+                "swarmgate_requests_total",
+                "Requests answered, by upstream, server and status code.",
+                &["upstream", "server", "code"],
+            ),
+            request_duration,
+            upstream_server_up: gauge(
+                &r,
+                "swarmgate_upstream_server_up",
+                "1 when the server is selectable, else 0.",
+                &["upstream", "server"],
+            ),
+            retries_total: counter(
+                &r,
+                "swarmgate_upstream_retries_total",
+                "Requests retried on another server or a fresh connection.",
+                &["upstream"],
+            ),
+            upstream_connections: gauge(
+                &r,
+                "swarmgate_upstream_connections",
+                "Upstream connections by state (active or idle).",
+                &["upstream", "server", "state"],
+            ),
+            health_checks_total: counter(
+                &r,
+                "swarmgate_health_checks_total",
+                "Active health probes by result.",
+                &["upstream", "server", "result"],
+            ),
+            client_connections,
+            bytes_total: counter(
+                &r,
+                "swarmgate_bytes_total",
+                "Body bytes relayed, by direction (in = from clients, out = to clients).",
+                &["direction"],
+            ),
+            discovery_up: gauge(
+                &r,
+                "swarmgate_discovery_up",
+                "1 when the upstream's discovery source answers, else 0.",
+                &["upstream"],
+            ),
+            config_reloads_total: counter(
+                &r,
+                "swarmgate_config_reloads_total",
+                "Config reloads by result.",
+                &["result"],
+            ),
+            build_info: gauge(
+                &r,
+                "swarmgate_build_info",
+                "Build information.",
+                &["version"],
+            ),
+            registry: r,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        m
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}

@@ -1,0 +1,188 @@
+//! Client-connection timing that hyper does not give: `keepalive_timeout` while idle between
+//! requests and `client_header_timeout` from the first byte of a head (or from accept) to its end.
+//! hyper's own `header_read_timeout` also runs while a keepalive connection is idle, which would
+//! cut Kuscia's 20-minute keepalive to the header timeout, so it is off and this wrapper decides.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// State of one client connection shared by its I/O wrapper and its requests.
+#[derive(Debug)]
+pub struct ConnState {
+    base: Instant,
+    /// Requests whose response has not finished.
+    in_flight: AtomicU32,
+    /// Requests started on this connection.
+    requests: AtomicU64,
+    /// When the last response finished (nanoseconds after `base`).
+    idle_since: AtomicU64,
+    /// Set on shutdown: responses carry `Connection: close`.
+    closing: AtomicBool,
+}
+
+impl ConnState {
+    pub fn new() -> Self {
+        ConnState {
+            base: Instant::now(),
+            in_flight: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    /// A request head was parsed; returns its sequence number on the connection (1-based).
+    pub fn begin(&self) -> u64 {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A response finished (or was abandoned).
+    pub fn end(&self) {
+        let nanos = self.base.elapsed().as_nanos() as u64;
+        self.idle_since.store(nanos, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn set_closing(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for ConnState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Timeouts applied by [`TimedIo`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConnTimeouts {
+    pub header: Duration,
+    pub keepalive: Duration,
+}
+
+/// A client socket that fails its reads with `TimedOut` when the connection sits idle longer
+/// than `keepalive` or a request head takes longer than `header` to arrive.
+pub struct TimedIo<T> {
+    inner: T,
+    state: std::sync::Arc<ConnState>,
+    timeouts: ConnTimeouts,
+    /// When the head being read started, and the request count at that moment.
+    head: Option<(Instant, u64)>,
+    sleep: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+}
+
+impl<T> TimedIo<T> {
+    pub fn new(inner: T, state: std::sync::Arc<ConnState>, timeouts: ConnTimeouts) -> Self {
+        let now = Instant::now();
+        TimedIo {
+            inner,
+            // The first request's head is due `header` after accept.
+            head: Some((now, 0)),
+            state,
+            timeouts,
+            sleep: Box::pin(tokio::time::sleep(timeouts.header)),
+            armed: None,
+        }
+    }
+
+    fn deadline(&mut self) -> Option<Instant> {
+        let requests = self.state.requests.load(Ordering::Relaxed);
+        if matches!(self.head, Some((_, seq)) if seq != requests) {
+            self.head = None; // that head was parsed
+        }
+        if self.state.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        Some(match self.head {
+            Some((start, _)) => start + self.timeouts.header,
+            None => {
+                let idle = Duration::from_nanos(self.state.idle_since.load(Ordering::Relaxed));
+                self.state.base + idle + self.timeouts.keepalive
+            }
+        })
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before
+                    && this.head.is_none()
+                    && this.state.in_flight.load(Ordering::Relaxed) == 0
+                {
+                    let seq = this.state.requests.load(Ordering::Relaxed);
+                    this.head = Some((Instant::now(), seq));
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                let Some(deadline) = this.deadline() else {
+                    return Poll::Pending;
+                };
+                if Instant::now() >= deadline {
+                    return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+                }
+                if this.armed != Some(deadline) {
+                    this.sleep
+                        .as_mut()
+                        .reset(tokio::time::Instant::from_std(deadline));
+                    this.armed = Some(deadline);
+                }
+                if this.sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

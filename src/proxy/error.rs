@@ -1,0 +1,86 @@
+//! The one place where failures become client responses: every error on the request path is a
+//! [`ProxyError`], and [`ProxyError::status`] maps it to its status code.
+
+use super::body::{BodyError, ResBody};
+use crate::upstream::ConnectError;
+use http::{header, HeaderValue, Response, StatusCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("request target longer than max_uri_length")]
+    UriTooLong,
+    #[error("no route for this host and path")]
+    NoRoute,
+    #[error("request body larger than client_max_body_size")]
+    BodyTooLarge,
+    #[error("client request body: {0}")]
+    ClientBody(BodyError),
+    #[error("no live upstreams")]
+    NoLiveUpstreams,
+    #[error("upstream connect failed: {0}")]
+    Connect(#[from] ConnectError),
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+    #[error("upstream response head too large")]
+    UpstreamHeadTooLarge,
+    #[error("upstream failed: {0}")]
+    Upstream(hyper::Error),
+    #[error("upstream switched protocols without an upgrade request")]
+    Upstream101,
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::BodyTooLarge | ProxyError::ClientBody(BodyError::TooLarge) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ProxyError::ClientBody(BodyError::ClientTimeout) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoLiveUpstreams
+            | ProxyError::Connect(_)
+            | ProxyError::Upstream(_)
+            | ProxyError::Upstream101
+            | ProxyError::UpstreamHeadTooLarge => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Whether the client connection should be closed after this answer (its framing may be
+    /// unreliable or its body was not read).
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::BadRequest(_)
+                | ProxyError::BodyTooLarge
+                | ProxyError::ClientBody(_)
+                | ProxyError::UriTooLong
+        )
+    }
+
+    /// A short plain-text answer, nginx style.
+    pub fn to_response(&self) -> Response<ResBody> {
+        let status = self.status();
+        let body = format!(
+            "{} {}\n",
+            status.as_str(),
+            status.canonical_reason().unwrap_or("Error")
+        );
+        let mut resp = Response::new(ResBody::full(body));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        if self.closes_connection() {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,296 @@
+//! Sending one request upstream: pick a server, take a pooled connection or dial one, send,
+//! wait for the response head; on failure, retry only when that is safe (nginx
+//! `proxy_next_upstream error timeout`): the request was never sent, or it has no body and an
+//! idempotent method. A streamed body that started going upstream is never replayed.
+
+use super::body::{BodyError, BodyStatus, Lease, ReqBody};
+use super::error::ProxyError;
+use super::guard::RequestGuard;
+use crate::config::WhenAllDown;
+use crate::upstream::{connect, Conn, Server, Settings, Tried, Upstream};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The request as it will go upstream.
+pub struct Outgoing {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: ReqBody,
+    /// Present when the client sent a body.
+    pub body_status: Option<Arc<BodyStatus>>,
+}
+
+pub struct Forwarded {
+    pub response: Response<Incoming>,
+    pub conn: Conn,
+    pub server: Arc<Server>,
+    pub settings: Arc<Settings>,
+}
+
+impl Forwarded {
+    /// The connection's way back to its pool once the response body is complete.
+    pub fn into_lease(self) -> (Response<Incoming>, Lease, Duration) {
+        let read_timeout = self.settings.config.read_timeout;
+        (
+            self.response,
+            Lease {
+                conn: self.conn,
+                server: self.server,
+                limits: self.settings.pool,
+            },
+            read_timeout,
+        )
+    }
+}
+
+struct Template {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Template {
+    fn request(&self) -> Request<ReqBody> {
+        build(
+            self.method.clone(),
+            self.uri.clone(),
+            self.headers.clone(),
+            ReqBody::empty(),
+        )
+    }
+}
+
+fn build(method: Method, uri: Uri, headers: HeaderMap, body: ReqBody) -> Request<ReqBody> {
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    req
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// Why one attempt failed.
+struct Failure {
+    error: ProxyError,
+    /// The request, when it was never sent (so it can go to another server).
+    returned: Option<Request<ReqBody>>,
+    /// Counts against the server's `max_fails`.
+    server_fault: bool,
+}
+
+/// Sends `out` to a server of `up`, retrying where safe.
+pub async fn forward(
+    up: &Upstream,
+    out: Outgoing,
+    guard: &mut RequestGuard,
+) -> Result<Forwarded, ProxyError> {
+    let set = up.servers();
+    let settings = up.settings();
+    let cfg = &settings.config;
+    let max_tries = match cfg.next_upstream_tries {
+        0 => set.servers.len(),
+        n => n as usize,
+    }
+    .max(1);
+    let template = (out.body_status.is_none() && idempotent(&out.method)).then(|| Template {
+        method: out.method.clone(),
+        uri: out.uri.clone(),
+        headers: out.headers.clone(),
+    });
+    let status = out.body_status;
+    let mut pending = Some(build(out.method, out.uri, out.headers, out.body));
+    let mut tried = Tried::default();
+    let mut last: Option<ProxyError> = None;
+    let try_all = cfg.when_all_down == WhenAllDown::TryAll;
+    for _ in 0..max_tries {
+        let Some(i) = set.select(&tried, Instant::now(), try_all) else {
+            break;
+        };
+        tried.insert(i);
+        let server = set.servers[i].clone();
+        guard.set_server(server.clone());
+        let Some(req) = pending
+            .take()
+            .or_else(|| template.as_ref().map(Template::request))
+        else {
+            break;
+        };
+        match attempt(
+            &server,
+            &settings,
+            req,
+            template.as_ref(),
+            status.as_deref(),
+            guard,
+        )
+        .await
+        {
+            Ok((response, conn)) => {
+                server
+                    .requests
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                set.report(i, true, Instant::now());
+                return Ok(Forwarded {
+                    response,
+                    conn,
+                    server,
+                    settings: settings.clone(),
+                });
+            }
+            Err(f) => {
+                if let Some(e) = status.as_ref().and_then(|s| s.error()) {
+                    return Err(match e {
+                        BodyError::TooLarge => ProxyError::BodyTooLarge,
+                        other => ProxyError::ClientBody(other),
+                    });
+                }
+                tracing::warn!(upstream = %up.name, server = %server.label, error = %f.error, "upstream attempt failed");
+                if f.server_fault {
+                    server
+                        .failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if set.report(i, false, Instant::now()) {
+                        tracing::warn!(upstream = %up.name, server = %server.label,
+                            fail_timeout = ?server.config.fail_timeout,
+                            "upstream server temporarily disabled");
+                    }
+                }
+                pending = f.returned;
+                last = Some(f.error);
+                if pending.is_none() && template.is_none() {
+                    break; // the body is gone: never replay it
+                }
+            }
+        }
+    }
+    Err(match last {
+        Some(e) => e,
+        None => {
+            tracing::error!(upstream = %up.name, "no live upstreams");
+            ProxyError::NoLiveUpstreams
+        }
+    })
+}
+
+/// One server: pooled connections first (a dead one is dropped, not blamed on the server), then
+/// a fresh one. A bodyless idempotent request lost on a pooled connection the server had just
+/// closed is sent again on a fresh connection.
+async fn attempt(
+    server: &Arc<Server>,
+    settings: &Settings,
+    mut req: Request<ReqBody>,
+    template: Option<&Template>,
+    status: Option<&BodyStatus>,
+    guard: &mut RequestGuard,
+) -> Result<(Response<Incoming>, Conn), Failure> {
+    let cfg = &settings.config;
+    let mut fresh_only = false;
+    loop {
+        let pooled = if fresh_only {
+            None
+        } else {
+            server
+                .pool
+                .checkout(Instant::now(), settings.pool.idle_timeout)
+        };
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => match connect(server, settings).await {
+                Ok(c) => c,
+                Err(e) => {
+                    return Err(Failure {
+                        error: ProxyError::Connect(e),
+                        returned: Some(req),
+                        server_fault: true,
+                    })
+                }
+            },
+        };
+        if conn.reused {
+            match tokio::time::timeout(Duration::from_secs(1), conn.tx.ready()).await {
+                Ok(Ok(())) => {}
+                _ => continue,
+            }
+        }
+        conn.uses += 1;
+        if !req.headers().contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(&server.label) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+        }
+        let reused = conn.reused;
+        let sent = conn.tx.try_send_request(req);
+        match wait_head(sent, cfg.read_timeout, status).await {
+            Ok(Ok(resp)) => return Ok((resp, conn)),
+            Ok(Err(mut e)) => {
+                if let Some(r) = e.take_message() {
+                    req = r;
+                    if reused {
+                        continue;
+                    }
+                    return Err(Failure {
+                        error: ProxyError::Upstream(e.into_error()),
+                        returned: Some(req),
+                        server_fault: true,
+                    });
+                }
+                let err = e.into_error();
+                if let (true, Some(t)) = (reused && !fresh_only, template) {
+                    tracing::debug!(server = %server.label, error = %err, "pooled connection failed; retrying on a fresh one");
+                    guard.add_retry();
+                    req = t.request();
+                    fresh_only = true;
+                    continue;
+                }
+                let client_side = status.is_some_and(|s| s.error().is_some());
+                let error = if err.is_parse_too_large() {
+                    ProxyError::UpstreamHeadTooLarge
+                } else {
+                    ProxyError::Upstream(err)
+                };
+                return Err(Failure {
+                    error,
+                    returned: None,
+                    server_fault: !client_side,
+                });
+            }
+            Err(()) => {
+                return Err(Failure {
+                    error: ProxyError::UpstreamTimeout,
+                    returned: None,
+                    server_fault: true,
+                })
+            }
+        }
+    }
+}
+
+/// Waits for the response head. `read_timeout` runs once the request body (if any) has been
+/// read completely: a slow upload is governed by `client_body_timeout` instead.
+async fn wait_head<F, T>(
+    fut: F,
+    read_timeout: Duration,
+    status: Option<&BodyStatus>,
+) -> Result<T, ()>
+where
+    F: std::future::Future<Output = T>,
+{
+    tokio::pin!(fut);
+    loop {
+        match tokio::time::timeout(read_timeout, &mut fut).await {
+            Ok(v) => return Ok(v),
+            Err(_) if status.is_some_and(|s| !s.finished() && s.error().is_none()) => continue,
+            Err(_) => return Err(()),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The request handler: validate, route, forward, and turn the upstream response (or the error)
+//! into the client response. Errors map to statuses in `error.rs` only.
+
+use super::body::{ReqBody, ResBody};
+use super::conn::ConnState;
+use super::error::ProxyError;
+use super::forward::{self, Outgoing};
+use super::guard::RequestGuard;
+use super::headers;
+use super::upgrade;
+use crate::runtime::{Runtime, Shared};
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Per-connection context handed to every request on it.
+#[derive(Debug)]
+pub struct ConnCtx {
+    pub shared: Arc<Shared>,
+    pub peer: SocketAddr,
+    /// `http` or `https` (for `X-Forwarded-Proto`).
+    pub proto: &'static str,
+    pub state: Arc<ConnState>,
+}
+
+pub async fn handle(
+    req: Request<Incoming>,
+    cx: Arc<ConnCtx>,
+) -> Result<Response<ResBody>, Infallible> {
+    let rt = cx.shared.runtime_full();
+    let seq = cx.state.begin();
+    let log = rt.access_log.then(|| {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().to_string(), |p| p.as_str().to_owned());
+        (req.method().clone(), target)
+    });
+    let mut guard = RequestGuard::begin(cx.state.clone(), log);
+    let mut resp = match proxy(req, &cx, &rt, &mut guard).await {
+        Ok(r) => r,
+        Err(e) => {
+            guard.set_error(&e);
+            e.to_response()
+        }
+    };
+    guard.set_status(resp.status().as_u16());
+    let limit = rt.client.keepalive_requests;
+    if (limit != 0 && seq >= limit) || cx.shared.is_shutting_down() || cx.state.is_closing() {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(resp.map(|b| b.with_guard(guard)))
+}
+
+/// The host a request is for: the absolute-form authority, else the Host header, port removed.
+fn request_host(req: &Request<Incoming>) -> Option<&str> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    Some(crate::config::strip_port(raw))
+}
+
+async fn proxy(
+    mut req: Request<Incoming>,
+    cx: &ConnCtx,
+    rt: &Runtime,
+    guard: &mut RequestGuard,
+) -> Result<Response<ResBody>, ProxyError> {
+    let limits = &rt.client;
+    if req
+        .uri()
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str().len() > limits.max_uri_length)
+    {
+        return Err(ProxyError::UriTooLong);
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host_count = hosts.next().map_or(0, |_| 1 + hosts.count());
+    if host_count > 1 {
+        return Err(ProxyError::BadRequest("more than one Host header"));
+    }
+    if let Some(authority) = req.uri().authority() {
+        // Absolute-form target: its authority is the host (RFC 9112 §3.2.2); Host follows it.
+        let v = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| ProxyError::BadRequest("invalid authority"))?;
+        req.headers_mut().insert(header::HOST, v);
+    } else if host_count == 0 && req.version() == Version::HTTP_11 {
+        return Err(ProxyError::BadRequest("missing Host header"));
+    }
+    let route = rt
+        .route(request_host(&req), req.uri().path())
+        .ok_or(ProxyError::NoRoute)?;
+    let upstream = route.upstream.clone();
+    guard.set_upstream(upstream.clone());
+
+    if limits.max_body_size != 0 {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limits.max_body_size) {
+            return Err(ProxyError::BodyTooLarge);
+        }
+    }
+
+    let upgrade = req.headers().contains_key(header::UPGRADE)
+        && headers::connection_has(req.headers(), "upgrade");
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    headers::to_upstream(&mut parts.headers, cx.peer.ip(), cx.proto, upgrade);
+    let (body, body_status) = if body.is_end_stream() {
+        (ReqBody::empty(), None)
+    } else {
+        let (b, s) = ReqBody::streaming(body, limits.max_body_size, limits.body_timeout);
+        (b, Some(s))
+    };
+    let uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    let fwd = forward::forward(
+        &upstream,
+        Outgoing {
+            method: parts.method,
+            uri,
+            headers: parts.headers,
+            body,
+            body_status,
+        },
+        guard,
+    )
+    .await?;
+    let (mut response, lease, read_timeout) = fwd.into_lease();
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(ProxyError::Upstream101);
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, lease.server.label.clone());
+        let (mut rparts, _) = response.into_parts();
+        headers::to_client(&mut rparts.headers, true);
+        return Ok(Response::from_parts(rparts, ResBody::empty()));
+    }
+    let (mut rparts, rbody) = response.into_parts();
+    headers::to_client(&mut rparts.headers, false);
+    Ok(Response::from_parts(
+        rparts,
+        ResBody::streamed(rbody, read_timeout, Some(lease)),
+    ))
+}

@@ -1,0 +1,141 @@
+//! Header rules in both directions (RFC 9110 §7.6.1): hop-by-hop fields and every field named in
+//! `Connection` are removed (nginx forwards the latter), `X-Forwarded-For` is appended,
+//! `X-Real-IP` and `X-Forwarded-Proto` are set. Upgrade requests keep `Upgrade` and
+//! `Connection: upgrade`.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop fields that never cross the proxy (besides those named in `Connection`).
+fn hop_by_hop() -> [&'static HeaderName; 7] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+}
+
+/// Whether a `Connection` header lists `token` (case-insensitive).
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Removes the fields named in `Connection`, then the hop-by-hop ones. With `keep_upgrade`,
+/// `Upgrade` survives and `Connection: upgrade` is set again.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(keep_upgrade && *n == header::UPGRADE))
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    let upgrade = keep_upgrade
+        .then(|| headers.remove(header::UPGRADE))
+        .flatten();
+    for h in hop_by_hop() {
+        if headers.contains_key(h) {
+            headers.remove(h);
+        }
+    }
+    if let Some(u) = upgrade {
+        headers.insert(header::UPGRADE, u);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Prepares a client request's headers for the upstream.
+pub fn to_upstream(headers: &mut HeaderMap, client_ip: IpAddr, proto: &'static str, upgrade: bool) {
+    strip_hop_by_hop(headers, upgrade);
+    // The proxy answers `Expect: 100-continue` itself when it starts reading the body.
+    headers.remove(header::EXPECT);
+    let ip = client_ip.to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip.clone(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&ip) {
+        headers.insert(X_REAL_IP.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+}
+
+/// Prepares an upstream response's headers for the client.
+pub fn to_client(headers: &mut HeaderMap, upgrade: bool) {
+    strip_hop_by_hop(headers, upgrade);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn connection_named_and_hop_by_hop_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("x_under_score", "kept"),
+            ("host", "a:1"),
+        ]);
+        to_upstream(&mut h, "10.0.0.1".parse().unwrap(), "http", false);
+        assert!(!h.contains_key("x-secret"));
+        assert!(!h.contains_key("connection"));
+        assert!(!h.contains_key("keep-alive"));
+        assert!(!h.contains_key("te"));
+        assert_eq!(h["x_under_score"], "kept");
+        assert_eq!(h["host"], "a:1");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(h["x-real-ip"], "10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn forwarded_for_is_appended_and_upgrade_kept() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        to_upstream(&mut h, "10.0.0.1".parse().unwrap(), "https", true);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+}

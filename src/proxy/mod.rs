@@ -1,0 +1,13 @@
+//! The proxy: listeners (`server`), per-connection timing (`conn`), the request handler
+//! (`handler`) and upstream forwarding (`forward`), header rules (`headers`), streaming bodies
+//! (`body`), request accounting (`guard`), upgrades (`upgrade`) and error mapping (`error`).
+
+pub mod body;
+pub mod conn;
+pub mod error;
+pub mod forward;
+pub mod guard;
+pub mod handler;
+pub mod headers;
+pub mod server;
+pub mod upgrade;

@@ -1,0 +1,170 @@
+//! Listeners: accept, optional TLS, serve HTTP/1.1 with the connection timeouts of `conn`, and
+//! drain gracefully on shutdown (keepalive off, in-flight requests finish).
+
+use super::conn::{ConnState, ConnTimeouts, TimedIo};
+use super::handler::{self, ConnCtx};
+use crate::metrics::metrics;
+use crate::runtime::Shared;
+use hyper::rt::{Read, Write};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+
+/// Counts live client connections so that shutdown can wait for them.
+#[derive(Debug, Default)]
+pub struct Drain {
+    live: AtomicUsize,
+    idle: Notify,
+}
+
+struct DrainToken(Arc<Drain>);
+
+impl Drain {
+    fn enter(self: &Arc<Self>) -> DrainToken {
+        self.live.fetch_add(1, Ordering::SeqCst);
+        metrics().client_connections.inc();
+        DrainToken(self.clone())
+    }
+
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when no connection is left.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.live() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for DrainToken {
+    fn drop(&mut self) {
+        metrics().client_connections.dec();
+        if self.0.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// What every accept loop shares.
+#[derive(Clone)]
+pub struct ListenerCtx {
+    pub shared: Arc<Shared>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub shutdown: watch::Receiver<bool>,
+    pub drain: Arc<Drain>,
+    /// `max_connections`, when set.
+    pub limit: Option<Arc<Semaphore>>,
+}
+
+/// Accepts until shutdown is signalled.
+pub async fn accept_loop(listener: TcpListener, mut ctx: ListenerCtx) {
+    loop {
+        let permit = match &ctx.limit {
+            Some(sem) => tokio::select! {
+                p = sem.clone().acquire_owned() => p.ok(),
+                _ = ctx.shutdown.changed() => return,
+            },
+            None => None,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = ctx.shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let token = ctx.drain.enter();
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    serve(stream, peer, ctx, permit).await;
+                    drop(token);
+                });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    ctx: ListenerCtx,
+    _permit: Option<OwnedSemaphorePermit>,
+) {
+    let rt = ctx.shared.runtime_full();
+    let limits = rt.client.clone();
+    drop(rt);
+    let state = Arc::new(ConnState::new());
+    let io = TimedIo::new(
+        stream,
+        state.clone(),
+        ConnTimeouts {
+            header: limits.header_timeout,
+            keepalive: limits.keepalive_timeout,
+        },
+    );
+    let proto = if ctx.tls.is_some() { "https" } else { "http" };
+    let cx = Arc::new(ConnCtx {
+        shared: ctx.shared.clone(),
+        peer,
+        proto,
+        state: state.clone(),
+    });
+    match &ctx.tls {
+        None => drive(TokioIo::new(io), cx, &limits, ctx.shutdown).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
+                Ok(Ok(tls)) => drive(TokioIo::new(tls), cx, &limits, ctx.shutdown).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn drive<I>(
+    io: I,
+    cx: Arc<ConnCtx>,
+    limits: &crate::config::ClientLimits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let state = cx.state.clone();
+    let peer = cx.peer;
+    let svc = service_fn(move |req| handler::handle(req, cx.clone()));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .max_headers(limits.max_headers)
+        .max_header_size(limits.max_header_size)
+        .max_buf_size(limits.max_header_size.max(64 << 10));
+    let conn = builder.serve_connection(io, svc).with_upgrades();
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.changed() => {
+            state.set_closing();
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(%peer, error = %e, "client connection ended");
+    }
+}

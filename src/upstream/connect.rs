@@ -1,0 +1,105 @@
+//! Dialing a server: DNS (cached per server), TCP with `connect_timeout`, optional TLS, and the
+//! HTTP/1.1 handshake. The connection is driven by its own task, which keeps the server's open
+//! connection count.
+
+use super::pool::Conn;
+use super::server::Server;
+use super::Settings;
+use crate::tls;
+use hyper_util::rt::TokioIo;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("resolve: {0}")]
+    Resolve(std::io::Error),
+    #[error("connect timed out")]
+    Timeout,
+    #[error("connect: {0}")]
+    Io(std::io::Error),
+    #[error("tls: {0}")]
+    Tls(std::io::Error),
+    #[error("tls: invalid server name {0:?}")]
+    ServerName(String),
+    #[error("handshake: {0}")]
+    Handshake(hyper::Error),
+}
+
+/// Opens a new connection to `server`.
+pub async fn connect(server: &Arc<Server>, settings: &Settings) -> Result<Conn, ConnectError> {
+    let cfg = &settings.config;
+    let dial = async {
+        let addr = server.resolve().await.map_err(ConnectError::Resolve)?;
+        let tcp = TcpStream::connect(addr).await.map_err(ConnectError::Io)?;
+        let _ = tcp.set_nodelay(true);
+        match &settings.tls {
+            None => Ok(Io::Plain(tcp)),
+            Some(tls_cfg) => {
+                let sni = cfg.tls.as_ref().and_then(|t| t.sni.as_deref());
+                let name = tls::server_name(sni, &server.address.host)
+                    .ok_or_else(|| ConnectError::ServerName(server.address.host.clone()))?;
+                let stream = tokio_rustls::TlsConnector::from(tls_cfg.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(ConnectError::Tls)?;
+                Ok(Io::Tls(Box::new(stream)))
+            }
+        }
+    };
+    let io = match tokio::time::timeout(cfg.connect_timeout, dial).await {
+        Ok(Ok(io)) => io,
+        Ok(Err(e)) => {
+            server.forget_resolution();
+            return Err(e);
+        }
+        Err(_) => {
+            server.forget_resolution();
+            return Err(ConnectError::Timeout);
+        }
+    };
+    let mut builder = hyper::client::conn::http1::Builder::new();
+    builder.max_buf_size(cfg.max_response_header_size.max(64 << 10));
+    let tx = match io {
+        Io::Plain(s) => spawn_driver(server, builder.handshake(TokioIo::new(s)).await),
+        Io::Tls(s) => spawn_driver(server, builder.handshake(TokioIo::new(s)).await),
+    }?;
+    Ok(Conn {
+        tx,
+        uses: 0,
+        reused: false,
+    })
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+type Handshake<T> = Result<
+    (
+        hyper::client::conn::http1::SendRequest<crate::proxy::body::ReqBody>,
+        hyper::client::conn::http1::Connection<TokioIo<T>, crate::proxy::body::ReqBody>,
+    ),
+    hyper::Error,
+>;
+
+fn spawn_driver<T>(
+    server: &Arc<Server>,
+    hs: Handshake<T>,
+) -> Result<hyper::client::conn::http1::SendRequest<crate::proxy::body::ReqBody>, ConnectError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, conn) = hs.map_err(ConnectError::Handshake)?;
+    server.open_conns.fetch_add(1, Ordering::Relaxed);
+    let server = server.clone();
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(server = %server.label, error = %e, "upstream connection ended");
+        }
+        server.open_conns.fetch_sub(1, Ordering::Relaxed);
+    });
+    Ok(tx)
+}

@@ -1,0 +1,189 @@
+//! Live upstream groups: settings and the server set swap atomically (`ArcSwap`) while requests
+//! flow. Membership comes from the static `servers` list and from discovery; a server that stays
+//! keeps its health, failure counts and pooled connections, a removed one drains.
+
+mod connect;
+pub mod pool;
+mod server;
+mod set;
+
+pub use connect::{connect, ConnectError};
+pub use pool::{Conn, PoolLimits};
+pub use server::{Health, LastCheck, Server, Source};
+pub use set::{ServerSet, Tried};
+
+use crate::config::{ServerAddress, ServerConfig, UpstreamConfig};
+use crate::tls::{self, TlsError};
+use arc_swap::ArcSwap;
+use std::sync::{Arc, Mutex};
+
+/// Per-upstream settings derived from its config (rebuilt on reload).
+#[derive(Debug)]
+pub struct Settings {
+    pub config: UpstreamConfig,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub pool: PoolLimits,
+}
+
+impl Settings {
+    pub fn new(config: &UpstreamConfig) -> Result<Self, TlsError> {
+        let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
+        Ok(Settings {
+            pool: PoolLimits {
+                max_idle: config.keepalive,
+                idle_timeout: config.keepalive_timeout,
+                max_requests: config.keepalive_requests,
+            },
+            tls,
+            config: config.clone(),
+        })
+    }
+
+    /// Health a new server starts with.
+    fn initial_health(&self) -> Health {
+        match &self.config.health_check {
+            Some(h) if h.default_down => Health::Unhealthy,
+            _ => Health::Unknown,
+        }
+    }
+}
+
+/// A member wanted by a source, before it becomes a [`Server`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub config: ServerConfig,
+    pub source: Source,
+}
+
+#[derive(Debug, Default)]
+struct Members {
+    statics: Vec<Member>,
+    /// By discovery source (the upstream that configured it).
+    discovered: std::collections::BTreeMap<String, Vec<Member>>,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    settings: ArcSwap<Settings>,
+    set: ArcSwap<ServerSet>,
+    members: Mutex<Members>,
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig) -> Result<Self, TlsError> {
+        Ok(Self::with_settings(config, Settings::new(config)?))
+    }
+
+    /// A new upstream from already prepared settings.
+    pub fn with_settings(config: &UpstreamConfig, settings: Settings) -> Self {
+        let up = Upstream {
+            name: config.name.clone(),
+            settings: ArcSwap::from_pointee(settings),
+            set: ArcSwap::from_pointee(ServerSet::empty()),
+            members: Mutex::new(Members::default()),
+        };
+        up.set_statics(config);
+        up
+    }
+
+    /// Applies a reloaded config of the same name; the prepared `settings` were built (and could
+    /// fail) before anything was swapped.
+    pub fn reconfigure(&self, config: &UpstreamConfig, settings: Settings) {
+        self.settings.store(Arc::new(settings));
+        self.set_statics(config);
+    }
+
+    fn set_statics(&self, config: &UpstreamConfig) {
+        let mut m = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        m.statics = config
+            .servers
+            .iter()
+            .map(|s| Member {
+                config: s.clone(),
+                source: Source::Static,
+            })
+            .collect();
+        self.rebuild(&m);
+    }
+
+    /// Replaces the members that discovery source `source` found for this upstream.
+    pub fn set_discovered(&self, source: &str, members: Vec<Member>) {
+        let mut m = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        if m.discovered
+            .get(source)
+            .map_or(members.is_empty(), |old| *old == members)
+        {
+            return;
+        }
+        if members.is_empty() {
+            m.discovered.remove(source);
+        } else {
+            m.discovered.insert(source.to_owned(), members);
+        }
+        self.rebuild(&m);
+    }
+
+    fn rebuild(&self, m: &Members) {
+        let old = self.set.load_full();
+        let initial = self.settings.load().initial_health();
+        let mut servers: Vec<Arc<Server>> = Vec::with_capacity(old.servers.len() + 1);
+        let mut seen: Vec<&ServerAddress> = Vec::new();
+        for member in m.statics.iter().chain(m.discovered.values().flatten()) {
+            if seen.contains(&&member.config.address) {
+                continue; // a static entry wins over a discovered one at the same address
+            }
+            seen.push(&member.config.address);
+            let kept = old.servers.iter().find(|s| {
+                s.config == member.config && s.source == member.source && !s.is_draining()
+            });
+            let server = match kept {
+                Some(s) => s.clone(),
+                None => {
+                    // Same address with new parameters: a new server that keeps the health verdict.
+                    let health = old
+                        .servers
+                        .iter()
+                        .find(|s| s.address == member.config.address)
+                        .map_or(initial, |s| s.health());
+                    Arc::new(Server::new(
+                        member.config.clone(),
+                        member.source.clone(),
+                        health,
+                    ))
+                }
+            };
+            servers.push(server);
+        }
+        for s in &old.servers {
+            if !servers.iter().any(|n| Arc::ptr_eq(n, s)) {
+                tracing::info!(upstream = %self.name, server = %s.label, source = s.source.kind(), "server removed; draining");
+                s.drain();
+            }
+        }
+        for s in &servers {
+            if !old.servers.iter().any(|o| Arc::ptr_eq(o, s)) {
+                tracing::info!(upstream = %self.name, server = %s.label, source = s.source.kind(), weight = s.config.weight, "server added");
+            }
+        }
+        self.set
+            .store(Arc::new(ServerSet::build(servers, Some(&old))));
+    }
+
+    /// The current server set (a request holds it for all its attempts).
+    pub fn servers(&self) -> Arc<ServerSet> {
+        self.set.load_full()
+    }
+
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+
+    /// Closes pooled connections that outlived `keepalive_timeout` (run periodically).
+    pub fn reap_idle(&self, now: std::time::Instant) {
+        let timeout = self.settings.load().pool.idle_timeout;
+        for s in &self.set.load().servers {
+            s.pool.reap(now, timeout);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Per-server keepalive pool of upstream HTTP/1.1 connections (nginx `keepalive`,
+//! `keepalive_timeout`, `keepalive_requests`). LIFO checkout keeps the hottest connections busy
+//! and lets the coldest expire; the oldest idle one is evicted when the pool is full.
+
+use crate::proxy::body::ReqBody;
+use hyper::client::conn::http1::SendRequest;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A connection ready to carry a request.
+#[derive(Debug)]
+pub struct Conn {
+    pub tx: SendRequest<ReqBody>,
+    /// Requests already sent on it.
+    pub uses: u64,
+    /// Taken from the pool (as opposed to freshly dialed).
+    pub reused: bool,
+}
+
+#[derive(Debug)]
+struct Idle {
+    tx: SendRequest<ReqBody>,
+    since: Instant,
+    uses: u64,
+}
+
+/// Limits of a pool, from the upstream's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
+    /// 0 = unlimited.
+    pub max_requests: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Pool {
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recently used live connection, dropping expired and closed ones on the way.
+    pub fn checkout(&self, now: Instant, idle_timeout: Duration) -> Option<Conn> {
+        let mut idle = self.lock();
+        let expired = idle
+            .iter()
+            .take_while(|c| now.saturating_duration_since(c.since) >= idle_timeout)
+            .count();
+        idle.drain(..expired);
+        while let Some(c) = idle.pop() {
+            if !c.tx.is_closed() {
+                return Some(Conn {
+                    tx: c.tx,
+                    uses: c.uses,
+                    reused: true,
+                });
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last response is complete. Dropped instead when it has served
+    /// `max_requests`, is closed, or pooling is off; the oldest idle one makes room when full.
+    pub fn checkin(&self, conn: Conn, limits: PoolLimits, now: Instant) {
+        if limits.max_idle == 0
+            || (limits.max_requests != 0 && conn.uses >= limits.max_requests)
+            || conn.tx.is_closed()
+        {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.len() >= limits.max_idle {
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            tx: conn.tx,
+            since: now,
+            uses: conn.uses,
+        });
+    }
+
+    /// Closes every idle connection.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Closes idle connections older than `idle_timeout` or closed by the server.
+    pub fn reap(&self, now: Instant, idle_timeout: Duration) {
+        self.lock()
+            .retain(|c| now.saturating_duration_since(c.since) < idle_timeout && !c.tx.is_closed());
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.lock().len()
+    }
+}

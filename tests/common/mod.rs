@@ -1,0 +1,237 @@
+//! Test harness: real origins on 127.0.0.1 ephemeral ports (hyper servers that count their TCP
+//! accepts and requests), swarmgate in-process on ephemeral ports, and small HTTP clients.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use swarmgate::app::App;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|e| match e {}).boxed()
+}
+
+pub fn text(status: u16, b: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(full(b));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r
+}
+
+/// A real HTTP/1.1 origin server.
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub accepts: Arc<AtomicUsize>,
+    pub requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+    kill: tokio::sync::watch::Sender<bool>,
+}
+
+impl Origin {
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+    /// Stops accepting and closes every open connection (a dead replica).
+    pub fn stop(&self) {
+        self.task.abort();
+        let _ = self.kill.send(true);
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub async fn origin<F, Fut>(handler: F) -> Origin
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (a, r) = (accepts.clone(), requests.clone());
+    let (kill, kill_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            a.fetch_add(1, Ordering::SeqCst);
+            let h = handler.clone();
+            let r = r.clone();
+            let mut kill_rx = kill_rx.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let fut = h(req);
+                    async move { Ok::<_, std::convert::Infallible>(fut.await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades();
+                tokio::select! {
+                    _ = conn => {}
+                    _ = kill_rx.wait_for(|k| *k) => {}
+                }
+            });
+        }
+    });
+    Origin {
+        addr,
+        accepts,
+        requests,
+        task,
+        kill,
+    }
+}
+
+/// An origin answering `name` with header `x-origin: name`.
+pub async fn named(name: &'static str) -> Origin {
+    origin(move |_req| async move {
+        let mut r = text(200, name);
+        r.headers_mut().insert("x-origin", name.parse().unwrap());
+        r
+    })
+    .await
+}
+
+/// A port that refuses connections: bound (so nobody else gets it) but not listening.
+pub struct DeadPort {
+    pub addr: SocketAddr,
+    _socket: tokio::net::TcpSocket,
+}
+
+pub fn dead_port() -> DeadPort {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    DeadPort {
+        addr: s.local_addr().unwrap(),
+        _socket: s,
+    }
+}
+
+/// swarmgate running in-process on ephemeral ports.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub app: Arc<App>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.app.stop();
+        self.task.abort();
+    }
+}
+
+/// Starts swarmgate with `yaml` (listen and admin default to 127.0.0.1:0).
+pub async fn proxy(yaml: &str) -> Proxy {
+    let mut text = String::new();
+    if !yaml.contains("\nlisten:") && !yaml.starts_with("listen:") {
+        text.push_str("listen: 127.0.0.1:0\n");
+    }
+    if !yaml.contains("admin:") {
+        text.push_str("admin: {listen: '127.0.0.1:0'}\n");
+    }
+    text.push_str("access_log: false\n");
+    text.push_str(yaml);
+    let cfg = swarmgate::config::parse_config(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let app = App::new(cfg, None).unwrap();
+    let a = app.clone();
+    let task = tokio::spawn(async move {
+        swarmgate::app::run(a).await.unwrap();
+    });
+    let bound = app.bound().await;
+    Proxy {
+        addr: bound.proxy[0],
+        admin: bound.admin,
+        app,
+        task,
+    }
+}
+
+/// A keepalive HTTP/1.1 client connection.
+pub struct Conn {
+    tx: hyper::client::conn::http1::SendRequest<Body>,
+}
+
+impl Conn {
+    pub async fn open(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        Conn { tx }
+    }
+
+    pub async fn send(&mut self, req: Request<Body>) -> hyper::Result<Response<Incoming>> {
+        self.tx.ready().await?;
+        self.tx.send_request(req).await
+    }
+
+    /// GET `path`; returns status, headers and the whole body.
+    pub async fn get(&mut self, path: &str) -> (StatusCode, http::HeaderMap, Bytes) {
+        let req = Request::get(path)
+            .header("host", "test.local")
+            .body(empty())
+            .unwrap();
+        let resp = self.send(req).await.unwrap();
+        collect(resp).await
+    }
+}
+
+pub async fn collect(resp: Response<Incoming>) -> (StatusCode, http::HeaderMap, Bytes) {
+    let (parts, body) = resp.into_parts();
+    let b = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    (parts.status, parts.headers, b)
+}
+
+/// One GET on a new connection.
+pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, http::HeaderMap, Bytes) {
+    Conn::open(addr).await.get(path).await
+}
+
+/// Writes raw bytes and reads until the server closes or `wait` passes without data.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match tokio::time::timeout(wait, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
