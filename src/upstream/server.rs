@@ -97,9 +97,11 @@ impl Server {
         self.health.store(h as u8, Ordering::Relaxed);
     }
 
-    /// Not unhealthy by active checks, not draining, not `down` in the config.
+    /// Not unhealthy by active checks and not `down` in the config. A draining server is no
+    /// longer in the live set, so only requests that took the old set before the swap can still
+    /// pick it; excluding it there would turn a reload into spurious 502s.
     pub fn usable(&self) -> bool {
-        !self.config.down && self.health() != Health::Unhealthy && !self.is_draining()
+        !self.config.down && self.health() != Health::Unhealthy
     }
 
     pub fn is_draining(&self) -> bool {

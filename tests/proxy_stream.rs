@@ -1,0 +1,286 @@
+//! No buffering in either direction, body limits, large bodies intact.
+
+mod common;
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+fn channel_body() -> (mpsc::Sender<Bytes>, Body) {
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| {
+            (
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(b)),
+                rx,
+            )
+        })
+    });
+    (tx, StreamBody::new(stream).boxed())
+}
+
+#[tokio::test]
+async fn first_response_chunk_reaches_client_before_upstream_finishes() {
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let release_rx = std::sync::Arc::new(Mutex::new(Some(release_rx)));
+    let o = origin(move |_req| {
+        let release_rx = release_rx.clone();
+        async move {
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                tx.send(Bytes::from_static(b"first")).await.ok();
+                if let Some(rx) = release_rx.lock().await.take() {
+                    let _ = rx.await;
+                }
+                tx.send(Bytes::from_static(b"second")).await.ok();
+            });
+            hyper::Response::new(body)
+        }
+    })
+    .await;
+    let p = proxy(&format!(
+        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
+        o.addr
+    ))
+    .await;
+    let mut c = Conn::open(p.addr).await;
+    let req = hyper::Request::get("/")
+        .header("host", "x")
+        .body(empty())
+        .unwrap();
+    let resp = c.send(req).await.unwrap();
+    let mut body = resp.into_body();
+    // The upstream is still holding back "second": the first chunk must already be here.
+    let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("first chunk must arrive while the upstream is still sending")
+        .unwrap()
+        .unwrap();
+    assert_eq!(frame.into_data().unwrap(), "first");
+    release_tx.send(()).unwrap();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(rest, "second");
+}
+
+#[tokio::test]
+async fn request_body_streams_upstream_before_client_finishes() {
+    let (seen_tx, seen_rx) = mpsc::channel::<Bytes>(1);
+    let o = origin(move |req| {
+        let seen_tx = seen_tx.clone();
+        async move {
+            let mut body = req.into_body();
+            let mut total = 0;
+            let mut first = true;
+            while let Some(Ok(f)) = body.frame().await {
+                if let Some(d) = f.data_ref() {
+                    total += d.len();
+                    if first {
+                        first = false;
+                        seen_tx.send(d.clone()).await.ok();
+                    }
+                }
+            }
+            text(200, total.to_string())
+        }
+    })
+    .await;
+    let p = proxy(&format!(
+        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
+        o.addr
+    ))
+    .await;
+    let mut c = Conn::open(p.addr).await;
+    let (tx, body) = channel_body();
+    let req = hyper::Request::post("/up")
+        .header("host", "x")
+        .body(body)
+        .unwrap();
+    let resp = tokio::spawn(async move { c.send(req).await.map(|r| r.status()) });
+    tx.send(Bytes::from_static(b"part-one")).await.unwrap();
+    let mut seen_rx = seen_rx;
+    let got = tokio::time::timeout(Duration::from_secs(5), seen_rx.recv())
+        .await
+        .expect("upstream must see the first bytes while the client is still sending")
+        .unwrap();
+    assert_eq!(got, "part-one");
+    tx.send(Bytes::from_static(b"part-two")).await.unwrap();
+    drop(tx);
+    assert_eq!(resp.await.unwrap().unwrap(), 200);
+}
+
+#[tokio::test]
+async fn declared_body_over_limit_is_413_without_contacting_upstream() {
+    let o = named("a").await;
+    let p = proxy(&format!(
+        "client_max_body_size: 1k\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
+        o.addr
+    ))
+    .await;
+    let r = raw(
+        p.addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    assert_eq!(o.accepts(), 0);
+    // Within the limit passes.
+    let r = raw(
+        p.addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
+#[tokio::test]
+async fn chunked_body_growing_past_limit_is_refused() {
+    let o = origin(|req| async move {
+        let n = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+            .unwrap_or(0);
+        text(200, n.to_string())
+    })
+    .await;
+    let p = proxy(&format!(
+        "client_max_body_size: 1k\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
+        o.addr
+    ))
+    .await;
+    let chunk = "x".repeat(600);
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let r = raw(p.addr, req.as_bytes(), Duration::from_secs(3)).await;
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+}
+
+async fn checksum_origin() -> Origin {
+    origin(|req| async move {
+        let mut body = req.into_body();
+        let (mut n, mut sum) = (0u64, 0u64);
+        while let Some(Ok(f)) = body.frame().await {
+            if let Some(d) = f.data_ref() {
+                for &b in d.iter() {
+                    sum = sum.wrapping_mul(31).wrapping_add(u64::from(b));
+                }
+                n += d.len() as u64;
+            }
+        }
+        text(200, format!("{n}:{sum}"))
+    })
+    .await
+}
+
+fn pattern(i: u64) -> u8 {
+    (i.wrapping_mul(2654435761) >> 7) as u8
+}
+
+#[tokio::test]
+async fn sixty_four_mib_upload_and_download_arrive_intact() {
+    const SIZE: u64 = 64 << 20;
+    let up = checksum_origin().await;
+    let down = origin(|_req| async move {
+        let (tx, body) = channel_body();
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while i < SIZE {
+                let chunk: Vec<u8> = (i..(i + 65536).min(SIZE)).map(pattern).collect();
+                i += chunk.len() as u64;
+                if tx.send(Bytes::from(chunk)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        hyper::Response::new(body)
+    })
+    .await;
+    let p = proxy(&format!(
+        "client_max_body_size: 0\nupstreams:\n  up:\n    servers: [{{address: '{}'}}]\n  down:\n    servers: [{{address: '{}'}}]\nroutes:\n  - {{path_prefix: /up, upstream: up}}\n  - {{path_prefix: /, upstream: down}}\n",
+        up.addr, down.addr
+    ))
+    .await;
+
+    // Upload.
+    let (tx, body) = channel_body();
+    let mut c = Conn::open(p.addr).await;
+    let req = hyper::Request::post("/up")
+        .header("host", "x")
+        .body(body)
+        .unwrap();
+    let send = tokio::spawn(async move { collect(c.send(req).await.unwrap()).await });
+    let mut expect = 0u64;
+    let mut i = 0u64;
+    while i < SIZE {
+        let chunk: Vec<u8> = (i..(i + 65536).min(SIZE)).map(pattern).collect();
+        for &b in &chunk {
+            expect = expect.wrapping_mul(31).wrapping_add(u64::from(b));
+        }
+        i += chunk.len() as u64;
+        tx.send(Bytes::from(chunk)).await.unwrap();
+    }
+    drop(tx);
+    let (status, _, body) = send.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, format!("{SIZE}:{expect}"));
+
+    // Download.
+    let mut c = Conn::open(p.addr).await;
+    let resp = c
+        .send(
+            hyper::Request::get("/")
+                .header("host", "x")
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let mut n = 0u64;
+    while let Some(f) = body.frame().await {
+        let f = f.unwrap();
+        if let Some(d) = f.data_ref() {
+            for (k, &b) in d.iter().enumerate() {
+                assert_eq!(b, pattern(n + k as u64), "byte {}", n + k as u64);
+            }
+            n += d.len() as u64;
+        }
+    }
+    assert_eq!(n, SIZE);
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_and_body_forwarded() {
+    let o = checksum_origin().await;
+    let p = proxy(&format!(
+        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
+        o.addr
+    ))
+    .await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 100 Continue"), "{head}");
+    s.write_all(b"abc").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let resp = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with("3:96354"), "{resp}");
+}
