@@ -86,7 +86,9 @@ async fn healthcheck(port: &str) -> ExitCode {
             .await?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await?;
-        Ok::<bool, std::io::Error>(buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200"))
+        Ok::<bool, std::io::Error>(
+            buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200"),
+        )
     };
     match tokio::time::timeout(Duration::from_secs(3), probe).await {
         Ok(Ok(true)) => ExitCode::SUCCESS,
@@ -98,8 +100,15 @@ async fn serve(listen: &str) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     let name: Arc<str> = replica_name().into();
     eprintln!("swarmgate-replica {name} listening on {listen}");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        let (stream, peer) = match listener.accept().await {
+        // PID 1 in a container gets no default SIGTERM handling: exit promptly on it.
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = term.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 eprintln!("accept: {e}");
@@ -167,11 +176,20 @@ async fn handle(
             .min(600_000);
         let _ = req.into_body().collect().await;
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        return Ok(response(StatusCode::OK, &name, "text/plain", format!("slept {ms} ms\n")));
+        return Ok(response(
+            StatusCode::OK,
+            &name,
+            "text/plain",
+            format!("slept {ms} ms\n"),
+        ));
     }
     let mut text = format!("{} {}\n", req.method(), req.uri());
     for (k, v) in req.headers() {
-        text.push_str(&format!("{}: {}\n", k, String::from_utf8_lossy(v.as_bytes())));
+        text.push_str(&format!(
+            "{}: {}\n",
+            k,
+            String::from_utf8_lossy(v.as_bytes())
+        ));
     }
     let mut body = req.into_body();
     let mut len: u64 = 0;

@@ -4,6 +4,7 @@
 //! live server sets.
 
 pub mod docker;
+pub mod docker_filter;
 
 use std::net::SocketAddr;
 
