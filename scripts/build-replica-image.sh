@@ -17,8 +17,11 @@ if [ "$(docker image inspect -f '{{index .Config.Labels "swarmgate.replica.sha25
     echo "$IMAGE is up to date"
     exit 0
 fi
+OLD="$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 CTX="$(mktemp -d)"
 trap 'rm -rf "$CTX"' EXIT
 cp "$BIN" "$CTX/swarmgate-replica"
-docker build --quiet -f docker/replica.Dockerfile --label "swarmgate.replica.sha256=$SUM" -t "$IMAGE" "$CTX" >/dev/null
+DOCKER_BUILDKIT=0 docker build --quiet -f docker/replica.Dockerfile --label "swarmgate.replica.sha256=$SUM" -t "$IMAGE" "$CTX" >/dev/null
+# Drop the replaced image if nothing else uses it.
+if [ -n "$OLD" ]; then docker rmi "$OLD" >/dev/null 2>&1 || true; fi
 echo "built $IMAGE ($SUM)"

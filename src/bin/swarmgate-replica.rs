@@ -1,7 +1,8 @@
 //! A tiny stand-in for a Kuscia gateway replica, for tests and benchmarks.
 //!
 //! Usage: `swarmgate-replica [LISTEN]` (default `$LISTEN`, else `0.0.0.0:1080`), or
-//! `swarmgate-replica healthcheck [PORT]` (default the port of `$LISTEN`, else 1080): GET
+//! `swarmgate-replica healthcheck [PORT]` (default `$HEALTHCHECK_PORT`, else the port of
+//! `$LISTEN`, else 1080): GET
 //! `http://127.0.0.1:PORT/healthz`, exit 0 on 200, else 1 (for a `HEALTHCHECK` in a scratch image).
 //!
 //! The replica name is `$REPLICA_NAME`, else the hostname (`/etc/hostname`, else `$HOSTNAME`).
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         let port = args
             .get(1)
             .cloned()
+            .or_else(|| std::env::var("HEALTHCHECK_PORT").ok())
             .or_else(|| listen_from_env().and_then(|l| l.rsplit(':').next().map(str::to_owned)))
             .unwrap_or_else(|| "1080".to_owned());
         return rt.block_on(healthcheck(&port));
