@@ -4,4 +4,4 @@
 # ignored `bench_discovery_latency` integration test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec cargo test --release --test docker_discovery bench_discovery_latency -- --ignored --nocapture
+exec cargo test --test docker_discovery bench_discovery_latency -- --ignored --nocapture
