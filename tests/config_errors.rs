@@ -11,9 +11,7 @@ fn err(yaml: &str) -> String {
 
 #[test]
 fn unknown_key_names_path_and_line() {
-    let e = err(
-        "upstreams:\n  kuscia:\n    servers:\n      - address: 127.0.0.1:1\n        wieght: 2\n",
-    );
+    let e = err("upstreams:\n  kuscia:\n    servers:\n      - address: 127.0.0.1:1\n        wieght: 2\n");
     assert!(e.contains("wieght"), "{e}");
     assert!(e.contains("upstreams.kuscia.servers[0]"), "{e}");
     assert!(e.contains("line 5"), "{e}");
@@ -21,30 +19,18 @@ fn unknown_key_names_path_and_line() {
 
 #[test]
 fn weight_zero_is_rejected_with_line() {
-    let e =
-        err("upstreams:\n  a:\n    servers:\n      - address: 127.0.0.1:1\n        weight: 0\n");
+    let e = err("upstreams:\n  a:\n    servers:\n      - address: 127.0.0.1:1\n        weight: 0\n");
     assert!(e.contains("weight must be at least 1"), "{e}");
     // serde_yaml reports the position of the server entry holding the bad value.
-    assert!(
-        e.contains("upstreams.a.servers[0]") && e.contains("line 4"),
-        "{e}"
-    );
+    assert!(e.contains("upstreams.a.servers[0]") && e.contains("line 4"), "{e}");
 }
 
 #[test]
 fn bad_duration_size_and_address() {
-    let e =
-        err("client_header_timeout: 3x\nupstreams:\n  a:\n    servers: [{address: 127.0.0.1:1}]\n");
-    assert!(
-        e.contains("client_header_timeout") && e.contains("line 1"),
-        "{e}"
-    );
-    let e =
-        err("client_max_body_size: 2mb\nupstreams:\n  a:\n    servers: [{address: 127.0.0.1:1}]\n");
-    assert!(
-        e.contains("client_max_body_size") && e.contains("invalid size"),
-        "{e}"
-    );
+    let e = err("client_header_timeout: 3x\nupstreams:\n  a:\n    servers: [{address: 127.0.0.1:1}]\n");
+    assert!(e.contains("client_header_timeout") && e.contains("line 1"), "{e}");
+    let e = err("client_max_body_size: 2mb\nupstreams:\n  a:\n    servers: [{address: 127.0.0.1:1}]\n");
+    assert!(e.contains("client_max_body_size") && e.contains("invalid size"), "{e}");
     let e = err("upstreams:\n  a:\n    servers:\n      - address: nope\n");
     assert!(e.contains("invalid address") && e.contains("line 4"), "{e}");
 }

@@ -38,8 +38,7 @@ impl<'de> Deserialize<'de> for StatusMatch {
             N(u16),
             S(String),
         }
-        let bad =
-            |s: &str| de::Error::custom(format!("invalid status {s:?} (expected e.g. 2xx or 401)"));
+        let bad = |s: &str| de::Error::custom(format!("invalid status {s:?} (expected e.g. 2xx or 401)"));
         match Either::deserialize(d)? {
             Either::N(n) if (100..600).contains(&n) => Ok(StatusMatch::Exact(n)),
             Either::N(n) => Err(bad(&n.to_string())),

@@ -30,9 +30,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         rest = rest.trim_start();
         let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
-            return Err(format!(
-                "invalid duration {s:?} (expected e.g. 500ms, 3s, 10m, 1h)"
-            ));
+            return Err(format!("invalid duration {s:?} (expected e.g. 500ms, 3s, 10m, 1h)"));
         }
         let n: u64 = rest[..digits]
             .parse()

@@ -63,13 +63,7 @@ impl Validator<'_> {
         })
     }
 
-    fn invalid(
-        &self,
-        key: String,
-        line_key: &str,
-        value: Option<&str>,
-        msg: String,
-    ) -> ConfigError {
+    fn invalid(&self, key: String, line_key: &str, value: Option<&str>, msg: String) -> ConfigError {
         ConfigError::Invalid {
             line: self.line_of(line_key, value),
             key,
@@ -84,12 +78,7 @@ impl Validator<'_> {
             Some(raw::OneOrMany::Many(v)) => v,
         };
         if listen.is_empty() {
-            return Err(self.invalid(
-                "listen".into(),
-                "listen",
-                None,
-                "needs at least one address".into(),
-            ));
+            return Err(self.invalid("listen".into(), "listen", None, "needs at least one address".into()));
         }
         let admin_listen = match raw.admin.and_then(|a| a.listen) {
             None => Some(DEFAULT_ADMIN),
@@ -109,19 +98,11 @@ impl Validator<'_> {
         });
         let client = ClientLimits {
             max_body_size: raw.client_max_body_size.map_or(2 << 20, |s| s.0),
-            header_timeout: raw
-                .client_header_timeout
-                .map_or(Duration::from_secs(60), |d| d.0),
-            body_timeout: raw
-                .client_body_timeout
-                .map_or(Duration::from_secs(60), |d| d.0),
-            keepalive_timeout: raw
-                .keepalive_timeout
-                .map_or(Duration::from_secs(1200), |d| d.0),
+            header_timeout: raw.client_header_timeout.map_or(Duration::from_secs(60), |d| d.0),
+            body_timeout: raw.client_body_timeout.map_or(Duration::from_secs(60), |d| d.0),
+            keepalive_timeout: raw.keepalive_timeout.map_or(Duration::from_secs(1200), |d| d.0),
             keepalive_requests: raw.keepalive_requests.unwrap_or(1000),
-            max_header_size: raw
-                .large_client_header_buffers
-                .map_or(64 << 10, |s| s.0 as usize),
+            max_header_size: raw.large_client_header_buffers.map_or(64 << 10, |s| s.0 as usize),
             max_headers: raw.max_headers.unwrap_or(100),
             max_uri_length: raw.max_uri_length.map_or(8 << 10, |s| s.0 as usize),
             max_connections: raw.max_connections.unwrap_or(0),
@@ -200,9 +181,7 @@ impl Validator<'_> {
             admin_listen,
             tls,
             client,
-            shutdown_timeout: raw
-                .shutdown_timeout
-                .map_or(Duration::from_secs(30), |d| d.0),
+            shutdown_timeout: raw.shutdown_timeout.map_or(Duration::from_secs(30), |d| d.0),
             access_log: raw.access_log.unwrap_or(true),
             upstreams,
             routes,
@@ -242,14 +221,9 @@ impl Validator<'_> {
             }
         }
         let servers: Vec<ServerConfig> = u.servers.into_iter().map(server).collect();
-        let docker = u
-            .discovery
-            .and_then(|d| d.docker)
-            .map(docker)
-            .transpose()
-            .map_err(|(k, msg)| {
-                self.invalid(key(&format!("discovery.docker.{k}")), k, None, msg)
-            })?;
+        let docker = u.discovery.and_then(|d| d.docker).map(docker).transpose().map_err(
+            |(k, msg)| self.invalid(key(&format!("discovery.docker.{k}")), k, None, msg),
+        )?;
         if servers.is_empty() && docker.is_none() {
             return Err(self.invalid(
                 format!("upstreams.{name}"),
@@ -258,14 +232,12 @@ impl Validator<'_> {
                 "needs `servers` or `discovery`".into(),
             ));
         }
-        let health_check =
-            u.health_check.map(health).transpose().map_err(|(k, msg)| {
-                self.invalid(key(&format!("health_check.{k}")), k, None, msg)
-            })?;
-        for (k, d) in [
-            ("connect_timeout", u.connect_timeout),
-            ("read_timeout", u.read_timeout),
-        ] {
+        let health_check = u
+            .health_check
+            .map(health)
+            .transpose()
+            .map_err(|(k, msg)| self.invalid(key(&format!("health_check.{k}")), k, None, msg))?;
+        for (k, d) in [("connect_timeout", u.connect_timeout), ("read_timeout", u.read_timeout)] {
             if d.is_some_and(|d| d.0.is_zero()) {
                 return Err(self.invalid(key(k), k, None, "must be greater than 0".into()));
             }
@@ -280,9 +252,7 @@ impl Validator<'_> {
             read_timeout: u.read_timeout.map_or(Duration::from_secs(60), |d| d.0),
             send_timeout: u.send_timeout.map_or(Duration::from_secs(60), |d| d.0),
             next_upstream_tries: u.next_upstream_tries.unwrap_or(0),
-            max_response_header_size: u
-                .max_response_header_size
-                .map_or(64 << 10, |s| s.0 as usize),
+            max_response_header_size: u.max_response_header_size.map_or(64 << 10, |s| s.0 as usize),
             when_all_down: u.when_all_down.unwrap_or(WhenAllDown::Fail),
             servers,
             docker,
@@ -307,9 +277,7 @@ fn docker(d: RawDockerDiscovery) -> Result<DockerDiscoveryConfig, (&'static str,
     if let Some(re) = &d.name {
         regex::Regex::new(re).map_err(|e| ("name", format!("invalid regex: {e}")))?;
     }
-    let network = d
-        .network
-        .unwrap_or_else(|| "kuscia-exchange-cluster".into());
+    let network = d.network.unwrap_or_else(|| "kuscia-exchange-cluster".into());
     if network.is_empty() {
         return Err(("network", "must not be empty".into()));
     }
@@ -342,10 +310,7 @@ fn health(h: RawHealthCheck) -> Result<HealthCheckConfig, (&'static str, String)
         timeout: h.timeout.map_or(Duration::from_secs(1), |d| d.0),
         kind: h.kind.unwrap_or(HealthCheckKind::Http),
         path: h.path.unwrap_or_else(|| "/".into()),
-        method: h
-            .method
-            .unwrap_or_else(|| "GET".into())
-            .to_ascii_uppercase(),
+        method: h.method.unwrap_or_else(|| "GET".into()).to_ascii_uppercase(),
         host: h.host,
         expect_status: h
             .expect_status
