@@ -5,6 +5,7 @@
 
 mod apply;
 pub mod docker;
+pub mod docker_filter;
 
 pub use apply::DiscoveryManager;
 
