@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine (idempotent, quiet):
+# promtool (package prometheus) to lint /metrics, chromium for the status-page screenshot test,
+# curl for scripts. Docker Engine itself comes with the machine.
+set -euo pipefail
+need=()
+command -v promtool >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+    if [ "$(id -u)" != 0 ]; then
+        echo "install-deps: missing ${need[*]} and not root; tests needing them will skip" >&2
+        exit 0
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    echo "install-deps: installed ${need[*]}"
+fi

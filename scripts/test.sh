@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (.ci/run calls this):
+#   formatting and lints, unit and integration tests over real sockets and the real Docker
+#   engine (Docker tests fail instead of skipping when CI=true), then the end-to-end container
+#   test (scripts/e2e.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+if docker info >/dev/null 2>&1; then
+    scripts/build-replica-image.sh
+fi
+cargo test --all-targets
+if [ -x scripts/e2e.sh ]; then
+    scripts/e2e.sh
+fi
