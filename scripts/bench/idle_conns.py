@@ -57,8 +57,15 @@ def main():
     ap.add_argument("--batch", type=int, default=256)
     a = ap.parse_args()
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     held, failed, first_err = [], 0, None
+    ready = False
+
+    def on_term(*_):
+        if not ready:  # killed while still opening: say so (someone else's kill shows up here)
+            print("terminated by a signal after %d connections" % len(held), file=sys.stderr, flush=True)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
     i = 0
     while i < a.n:
         batch = []
@@ -87,6 +94,7 @@ def main():
                 failed += 1
                 first_err = first_err or repr(e)
                 s.close()
+    ready = True
     print("ready %d %d" % (len(held), failed), flush=True)
     if first_err:
         print("first error: %s" % first_err, file=sys.stderr, flush=True)
