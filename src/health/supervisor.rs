@@ -59,12 +59,16 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         rng: SmallRng::from_os_rng(),
         tx,
     };
+    let mut next_scan = Instant::now();
     loop {
         if *stop.borrow() {
             return;
         }
         let now = Instant::now();
-        sup.scan(now);
+        if now >= next_scan {
+            sup.scan(now);
+            next_scan = now + RESCAN;
+        }
         sup.launch_due(now);
         let wake = sup
             .tracked
@@ -72,7 +76,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             .filter(|t| !t.in_flight)
             .map(|t| t.next_due)
             .min()
-            .map_or(now + RESCAN, |d| d.min(now + RESCAN));
+            .map_or(next_scan, |d| d.min(next_scan));
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
             r = rx.recv() => {
@@ -217,7 +221,13 @@ impl Supervisor {
                 ),
                 _ => tracing::info!(
                     upstream = %up.name, server = %s.label, reason = %r.outcome.detail,
-                    consecutive_successes = ok_in_row, "server healthy; in rotation"
+                    consecutive_successes = ok_in_row,
+                    "{}",
+                    if current == Health::Unhealthy {
+                        "server healthy; back in rotation"
+                    } else {
+                        "server healthy"
+                    }
                 ),
             }
         } else {
