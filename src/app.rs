@@ -178,6 +178,8 @@ pub async fn run(app: Arc<App>) -> Result<(), AppError> {
     }
     app.discovery.reconcile(&app.shared);
     tokio::spawn(maintenance(app.shared.clone()));
+    // Active health checks (no-op for upstreams without `health_check`).
+    tokio::spawn(crate::health::run(app.shared.clone(), stop_rx.clone()));
 
     wait_for_stop(&app).await?;
 

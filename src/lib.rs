@@ -2,7 +2,8 @@
 //!
 //! Layout: `config` (YAML → validated config), `discovery` (Docker), `balance` (pure selectors),
 //! `upstream` (live server sets, pools, dialing), `proxy` (listeners, handler, forwarding),
-//! `runtime` (routes + upstreams, swapped on reload), `app` (lifecycle), `admin`, `metrics`, `tls`.
+//! `runtime` (routes + upstreams, swapped on reload), `app` (lifecycle), `health` (active checks),
+//! `admin`, `metrics`, `tls`.
 
 pub mod admin;
 pub mod app;
@@ -10,6 +11,7 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod discovery;
+pub mod health;
 pub mod metrics;
 pub mod proxy;
 pub mod runtime;

@@ -1,11 +1,15 @@
-//! Prometheus metrics (fixed names, see README). One process-wide registry; the admin listener
-//! renders it at `/metrics`.
+//! Prometheus metrics (fixed names, see docs/observability.md). One process-wide registry; the
+//! admin listener renders it at `/metrics` after [`Metrics::render_live`] refreshed the
+//! per-server gauges from live state.
+
+mod live;
+pub use live::ResponseCounts;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -20,6 +24,8 @@ pub struct Metrics {
     pub discovery_up: IntGaugeVec,
     pub config_reloads_total: IntCounterVec,
     pub build_info: IntGaugeVec,
+    /// Serialises scrapes (gauges are reset and refilled).
+    scrape: Mutex<()>,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -121,6 +127,7 @@ impl Metrics {
                 &["version"],
             ),
             registry: r,
+            scrape: Mutex::new(()),
         };
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])

@@ -1,5 +1,20 @@
-//! The admin listener (its own port): `/healthz`, `/readyz`, `/metrics`, `POST /api/reload`.
-//! The JSON API and the status page come with the observability issue.
+//! The admin listener (its own port, default `127.0.0.1:9901`):
+//!
+//! | endpoint              | answer                                                        |
+//! |-----------------------|---------------------------------------------------------------|
+//! | `GET /`               | HTML status page (auto-refreshing, self-contained)            |
+//! | `GET /api/upstreams`  | JSON: upstreams, servers, state, discovery status             |
+//! | `GET /metrics`        | Prometheus text format                                        |
+//! | `GET /healthz`        | 200 while the process runs                                    |
+//! | `GET /readyz`         | 200, or 503 with the reason (shutting down, nothing selectable)|
+//! | `POST /api/reload`    | re-reads the config file (200, or 422 with the error)         |
+
+mod api;
+mod rfc3339;
+mod status_page;
+mod view;
+
+pub use view::{snapshot, ServerView, Snapshot, UpstreamView};
 
 use crate::app::App;
 use crate::proxy::body::ResBody;
@@ -41,10 +56,12 @@ fn text(status: StatusCode, body: impl Into<String>, ctype: &'static str) -> Res
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
-/// `/readyz`: config loaded and at least one upstream has a selectable server.
+/// `/readyz`: not shutting down and at least one upstream has a selectable server.
 pub fn readiness(app: &App) -> Result<(), String> {
     if app.shared.is_shutting_down() {
         return Err("shutting down".into());
@@ -65,6 +82,16 @@ pub fn readiness(app: &App) -> Result<(), String> {
 async fn handle(req: Request<Incoming>, app: Arc<App>) -> Result<Response<ResBody>, Infallible> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     Ok(match (req.method(), req.uri().path()) {
+        (&Method::GET, "/") => text(
+            StatusCode::OK,
+            status_page::render(&app),
+            "text/html; charset=utf-8",
+        ),
+        (&Method::GET, "/api/upstreams") => text(
+            StatusCode::OK,
+            api::upstreams_json(&app),
+            "application/json",
+        ),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n", PLAIN),
         (&Method::GET, "/readyz") => match readiness(&app) {
             Ok(()) => text(StatusCode::OK, "ready\n", PLAIN),
@@ -76,7 +103,7 @@ async fn handle(req: Request<Incoming>, app: Arc<App>) -> Result<Response<ResBod
         },
         (&Method::GET, "/metrics") => text(
             StatusCode::OK,
-            crate::metrics::metrics().render(),
+            crate::metrics::metrics().render_live(&app.shared.runtime()),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         (&Method::POST, "/api/reload") => match app.reload().await {
@@ -87,6 +114,21 @@ async fn handle(req: Request<Incoming>, app: Arc<App>) -> Result<Response<ResBod
                 PLAIN,
             ),
         },
+        (_, "/" | "/api/upstreams" | "/healthz" | "/readyz" | "/metrics" | "/api/reload") => {
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed\n",
+                PLAIN,
+            );
+            let allow = if req.uri().path() == "/api/reload" {
+                "POST"
+            } else {
+                "GET"
+            };
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            r
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n", PLAIN),
     })
 }
