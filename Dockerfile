@@ -29,6 +29,10 @@
 
 # "builder" (compile here) or "prebuilt" (take target/image/ from the build context).
 ARG BINARY_SOURCE=builder
+# Must have glibc >= 2.34 (bookworm: 2.36): from 2.34 on, the `files` and `dns` NSS modules are
+# part of libc itself, so a static binary resolves names (Docker's embedded DNS via the
+# /etc/resolv.conf Docker mounts, /etc/hosts) in an image without libnss_*.so. With an older
+# glibc, hostnames in `servers:` would not resolve in the scratch image.
 ARG RUST_IMAGE=rust:1-bookworm
 
 FROM ${RUST_IMAGE} AS builder
