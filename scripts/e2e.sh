@@ -36,6 +36,15 @@ OVERLAY=kuscia-exchange-cluster
 SOCK=/var/run/docker.sock
 URL="http://127.0.0.1:$PORT"
 
+for tool in docker curl stdbuf awk stat; do
+    command -v "$tool" >/dev/null || { echo "e2e: $tool is required" >&2; exit 2; }
+done
+curl_version="$(curl --version | awk 'NR==1{print $2}')"
+if [ "$(printf '%s\n7.84.0\n' "$curl_version" | sort -V | head -1)" != 7.84.0 ]; then
+    echo "e2e: curl >= 7.84 is required (-w %header{}), have $curl_version" >&2
+    exit 2
+fi
+
 PASSED=0
 FAILED=0
 STACK=""
