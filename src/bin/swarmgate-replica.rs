@@ -9,6 +9,11 @@
 //! Routes: `GET /` → 401 like Kuscia's gateway; `/healthz` → 200 `ok`; `/slow?ms=N` → 200 after
 //! N ms (capped at 10 min); anything else → 200 echo of method, path, headers and body length.
 //! Every response carries `x-replica: <name>`.
+//!
+//! `TLS=1` (or `true`/`yes`): the listener also speaks TLS, like Kuscia's HTTPS gateway on 1080,
+//! with a self-signed certificate generated at start (rcgen; no ALPN, as Kuscia's listener). Each
+//! connection is sniffed: a first byte of 0x16 (TLS handshake record) means TLS, anything else
+//! plain HTTP, so the plain-HTTP `healthcheck` and clients keep working on the same port.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -24,6 +29,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:1080";
 
@@ -60,6 +66,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `$TLS` asks for the TLS mode.
+fn tls_from_env() -> bool {
+    std::env::var("TLS").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+/// A TLS acceptor with a fresh self-signed certificate for `name` and `localhost`.
+fn self_signed_acceptor(name: &str) -> Result<TlsAcceptor, String> {
+    let ck = rcgen::generate_simple_self_signed(vec![name.to_owned(), "localhost".to_owned()])
+        .map_err(|e| format!("self-signed certificate: {e}"))?;
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key.into())
+        .map_err(|e| format!("tls: {e}"))?;
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
 fn listen_from_env() -> Option<String> {
@@ -101,7 +132,13 @@ async fn healthcheck(port: &str) -> ExitCode {
 async fn serve(listen: &str) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     let name: Arc<str> = replica_name().into();
-    eprintln!("swarmgate-replica {name} listening on {listen}");
+    let tls = if tls_from_env() {
+        Some(self_signed_acceptor(&name).map_err(std::io::Error::other)?)
+    } else {
+        None
+    };
+    let mode = if tls.is_some() { "https+http" } else { "http" };
+    eprintln!("swarmgate-replica {name} listening on {listen} ({mode})");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         // PID 1 in a container gets no default SIGTERM handling: exit promptly on it.
@@ -120,13 +157,34 @@ async fn serve(listen: &str) -> std::io::Result<()> {
         };
         let _ = stream.set_nodelay(true);
         let name = name.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(req, name.clone(), peer));
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let http = http1::Builder::new();
+            let acceptor = match tls {
+                Some(a) if looks_like_tls(&stream).await => Some(a),
+                _ => None,
+            };
+            if let Some(acceptor) = acceptor {
+                if let Ok(Ok(s)) =
+                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+                {
+                    let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                }
+            } else {
+                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+            }
         });
     }
+}
+
+/// Whether the client's first byte is a TLS handshake record (waits up to 10 s for it).
+async fn looks_like_tls(stream: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut b)).await,
+        Ok(Ok(1))
+    ) && b[0] == 0x16
 }
 
 type Resp = Response<Full<Bytes>>;

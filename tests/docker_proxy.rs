@@ -1,0 +1,488 @@
+//! Docker discovery through the proxy: swarmgate in-process (tests/common `proxy`) with Docker
+//! discovery in containers mode on a fresh bridge network, replicas from the
+//! `swarmgate-replica:test` image (built by scripts/build-replica-image.sh). The test process
+//! reaches the containers' bridge IPs directly (Linux).
+//!
+//! Without a reachable engine the Docker tests are skipped, except with `CI=true` where they
+//! fail. `cargo test --test docker_proxy -- --ignored --nocapture` runs the latency benchmark
+//! (median of 10: `docker start` → first request routed to the replica, `docker stop` → the
+//! replica leaves the proxy's server set).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::{collect, empty, Conn, Proxy};
+use hyper::Request;
+use swarmgate::upstream::Source;
+
+const IMAGE: &str = "swarmgate-replica:test";
+
+fn docker(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .map_err(|e| format!("docker {args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(format!(
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+async fn docker_async(args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&refs)
+    })
+    .await
+    .expect("join")
+    .expect("docker command")
+}
+
+/// Whether the tests can run: engine reachable and replica image built (once per process).
+fn ready() -> bool {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = READY.get_or_init(|| {
+        docker(&["version", "--format", "{{.Server.Version}}"])?;
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/build-replica-image.sh"
+        );
+        let out = Command::new(script)
+            .output()
+            .map_err(|e| format!("{script}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{script} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    });
+    match r {
+        Ok(()) => true,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("docker engine required with CI=true: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no usable docker engine: {e}");
+            false
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos & 0xffff
+    )
+}
+
+/// Containers and the network of one test, removed on drop (also when the test fails).
+struct Fixture {
+    prefix: String,
+    net: String,
+    containers: Mutex<Vec<String>>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let prefix = unique("sg-proxy");
+        let net = format!("{prefix}-net");
+        docker(&["network", "create", &net]).expect("network create");
+        Fixture {
+            prefix,
+            net,
+            containers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// `docker run`s (or with `create_only`, `docker create`s) a replica named
+    /// `<prefix>-<suffix>` on the network; returns its name.
+    fn replica(&self, suffix: &str, extra: &[&str], create_only: bool) -> String {
+        let name = format!("{}-{suffix}", self.prefix);
+        self.containers.lock().expect("lock").push(name.clone());
+        let env = format!("REPLICA_NAME={name}");
+        let mut args = if create_only {
+            vec!["create"]
+        } else {
+            vec!["run", "-d"]
+        };
+        args.extend_from_slice(&["--name", &name, "--network", &self.net, "-e", &env]);
+        args.extend_from_slice(&["--no-healthcheck"]);
+        args.extend_from_slice(extra);
+        args.push(IMAGE);
+        docker(&args).expect("docker run");
+        name
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let containers =
+            std::mem::take(&mut *self.containers.lock().unwrap_or_else(|e| e.into_inner()));
+        if !containers.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(containers.iter().map(String::as_str));
+            let _ = docker(&args);
+        }
+        let _ = docker(&["network", "rm", &self.net]);
+    }
+}
+
+fn endpoint() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
+}
+
+/// An upstream `kuscia` fed by Docker discovery on `net`; `extra` is added to the upstream
+/// (indented 4) and `docker_extra` to the docker block (indented 8).
+fn yaml(net: &str, extra: &str, docker_extra: &str) -> String {
+    format!(
+        "upstreams:\n  kuscia:\n{extra}    discovery:\n      docker:\n        endpoint: \"{}\"\n        network: \"{net}\"\n        mode: containers\n        port: 1080\n{docker_extra}",
+        endpoint()
+    )
+}
+
+/// Names of the Docker-discovered servers in the proxy's live set of `upstream`.
+fn live(p: &Proxy, upstream: &str) -> BTreeSet<String> {
+    let rt = p.app.shared.runtime();
+    let u = rt.upstream(upstream).expect("upstream");
+    let set = u.servers();
+    set.servers
+        .iter()
+        .filter_map(|s| match &s.source {
+            Source::Docker(n) => Some(n.clone()),
+            Source::Static => None,
+        })
+        .collect()
+}
+
+/// One GET on a keepalive connection; `Ok((status, x-replica))` or the transport error.
+async fn probe(conn: &mut Conn, path: &str) -> Result<(u16, String), String> {
+    let req = Request::get(path)
+        .header("host", "kuscia.test")
+        .body(empty())
+        .expect("request");
+    let resp = conn.send(req).await.map_err(|e| e.to_string())?;
+    let (status, headers, _) = collect(resp).await;
+    let who = headers
+        .get("x-replica")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    Ok((status.as_u16(), who))
+}
+
+/// Sends requests (reconnecting after errors) until `pred` holds for the set of replicas that
+/// answered 200; returns the time it took. Panics after `within`.
+async fn until_seen(
+    addr: SocketAddr,
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&BTreeSet<String>) -> bool,
+) -> Duration {
+    let t0 = Instant::now();
+    let mut seen = BTreeSet::new();
+    let mut conn = Conn::open(addr).await;
+    loop {
+        match probe(&mut conn, "/healthz").await {
+            Ok((200, who)) if !who.is_empty() => {
+                seen.insert(who);
+            }
+            Ok(_) => {}
+            Err(_) => conn = Conn::open(addr).await,
+        }
+        if pred(&seen) {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < within,
+            "timed out after {within:?} waiting for {what}; seen {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until `pred` holds for the proxy's Docker-discovered servers; returns the time waited.
+async fn until_live(
+    p: &Proxy,
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&BTreeSet<String>) -> bool,
+) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let now = live(p, "kuscia");
+        if pred(&now) {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < within,
+            "timed out after {within:?} waiting for {what}; live {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labelled_replicas_get_traffic_and_a_new_one_joins() {
+    if !ready() {
+        return;
+    }
+    let fx = Fixture::new();
+    // https like Kuscia's gateway (the replica's TLS=1 mode, self-signed, not verified).
+    let gw = ["--label", "role=gw", "-e", "TLS=1"];
+    let r1 = fx.replica("r1", &gw, false);
+    let r2 = fx.replica("r2", &gw, false);
+    let stranger = fx.replica("nolabel", &["-e", "TLS=1"], false);
+    let p = common::proxy(&yaml(
+        &fx.net,
+        "    scheme: https\n    tls_verify: false\n",
+        "        labels: {role: gw}\n",
+    ))
+    .await;
+    let t = until_seen(p.addr, Duration::from_secs(10), "r1 and r2", |s| {
+        s.contains(&r1) && s.contains(&r2)
+    })
+    .await;
+    eprintln!("r1 and r2 both answered {t:?} after the proxy started");
+
+    // Balanced: 40 requests on one keepalive connection split 20/20, the stranger gets none.
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut conn = Conn::open(p.addr).await;
+    for _ in 0..40 {
+        let (status, who) = probe(&mut conn, "/").await.expect("request");
+        assert_eq!(status, 401, "Kuscia-like 401 passes through");
+        *counts.entry(who).or_default() += 1;
+    }
+    assert_eq!(
+        counts,
+        BTreeMap::from([(r1.clone(), 20), (r2.clone(), 20)]),
+        "round robin over the labelled replicas only"
+    );
+    assert!(!counts.contains_key(&stranger));
+
+    // A third labelled replica started now gets traffic within 2 s.
+    let t0 = Instant::now();
+    let r3 = fx.replica("r3", &gw, false);
+    let run = t0.elapsed();
+    until_seen(p.addr, Duration::from_secs(2), "r3", |s| s.contains(&r3)).await;
+    eprintln!(
+        "r3 routed {:?} after `docker run` began (the CLI itself took {run:?})",
+        t0.elapsed()
+    );
+    assert_eq!(live(&p, "kuscia"), BTreeSet::from([r1, r2, r3]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_replica_leaves_without_failed_requests() {
+    if !ready() {
+        return;
+    }
+    let fx = Fixture::new();
+    let names: Vec<String> = (1..=3)
+        .map(|i| fx.replica(&format!("r{i}"), &[], false))
+        .collect();
+    let p = common::proxy(&yaml(&fx.net, "", "")).await;
+    until_seen(p.addr, Duration::from_secs(10), "all replicas", |s| {
+        names.iter().all(|n| s.contains(n))
+    })
+    .await;
+
+    // Two keepalive clients loop small slow requests while r1 is stopped.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let stop = stop.clone();
+        let addr = p.addr;
+        clients.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await;
+            let (mut ok, mut failed) = (BTreeMap::<String, usize>::new(), Vec::new());
+            let mut last_to: BTreeMap<String, Instant> = BTreeMap::new();
+            while !stop.load(Ordering::Relaxed) {
+                match probe(&mut conn, "/slow?ms=5").await {
+                    Ok((200, who)) => {
+                        last_to.insert(who.clone(), Instant::now());
+                        *ok.entry(who).or_default() += 1;
+                    }
+                    Ok((status, who)) => failed.push(format!("{status} from {who:?}")),
+                    Err(e) => {
+                        failed.push(e);
+                        conn = Conn::open(addr).await;
+                    }
+                }
+            }
+            (ok, failed, last_to)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    docker_async(&["stop", "-t", "5", &names[0]]).await;
+    let cli = t0.elapsed();
+    until_live(&p, Duration::from_secs(2), "r1 to leave", |s| {
+        !s.contains(&names[0])
+    })
+    .await;
+    let gone = t0.elapsed();
+    eprintln!("r1 left the proxy's set {gone:?} after `docker stop` began (CLI took {cli:?})");
+    // Keep the load on a little longer, then collect.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut last_r1 = None::<Instant>;
+    for c in clients {
+        let (ok, failed, last_to) = c.await.expect("client");
+        for (k, v) in ok {
+            *total.entry(k).or_default() += v;
+        }
+        failures.extend(failed);
+        if let Some(t) = last_to.get(&names[0]) {
+            last_r1 = last_r1.max(Some(*t));
+        }
+    }
+    eprintln!("responses by replica: {total:?}");
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(
+        total.get(&names[0]).copied().unwrap_or(0) > 0,
+        "r1 had traffic"
+    );
+    assert!(
+        total.get(&names[1]).copied().unwrap_or(0) > 0
+            && total.get(&names[2]).copied().unwrap_or(0) > 0
+    );
+    if let Some(t) = last_r1 {
+        assert!(
+            t <= t0 + Duration::from_secs(2),
+            "r1 answered {:?} after the stop began",
+            t - t0
+        );
+    }
+}
+
+/// Discovery that cannot reach its engine does not take the static servers down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_docker_endpoint_keeps_static_servers_serving() {
+    // Needs no engine: the endpoint is a socket that does not exist.
+    let origin = common::named("static").await;
+    let sock = std::env::temp_dir().join(format!("{}.sock", unique("sg-missing")));
+    let upstream = unique("badep").replace('-', "_");
+    let y = format!(
+        "upstreams:\n  {upstream}:\n    servers: [{{address: \"{}\"}}]\n    discovery:\n      docker:\n        endpoint: \"unix://{}\"\n        network: nowhere\n        mode: containers\n",
+        origin.addr,
+        sock.display()
+    );
+    let p = common::proxy(&y).await;
+    let mut conn = Conn::open(p.addr).await;
+    let t0 = Instant::now();
+    // Across the first connection attempt and a few retries (backoff 250 ms, 500 ms, ...).
+    while t0.elapsed() < Duration::from_millis(1500) {
+        let req = Request::get("/")
+            .header("host", "kuscia.test")
+            .body(empty())
+            .expect("request");
+        let (status, headers, body) = collect(conn.send(req).await.expect("send")).await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["x-origin"], "static");
+        assert_eq!(&body[..], b"static");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = p.app.discovery.status();
+    let snap = status.get(&upstream).expect("discovery running");
+    assert!(!snap.up, "discovery is down: {snap:?}");
+    assert!(snap.error.is_some());
+    let admin = p.admin.expect("admin");
+    let (_, _, metrics) = common::get(admin, "/metrics").await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    let line = format!("swarmgate_discovery_up{{upstream=\"{upstream}\"}} 0");
+    assert!(metrics.contains(&line), "missing {line:?} in /metrics");
+    let (status, _, _) = common::get(admin, "/readyz").await;
+    assert_eq!(status, 200, "ready: the static server is selectable");
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn summary(v: &[Duration]) -> String {
+    format!(
+        "median {:?} (min {:?}, max {:?})",
+        median(v.to_vec()),
+        v.iter().min().copied().unwrap_or_default(),
+        v.iter().max().copied().unwrap_or_default()
+    )
+}
+
+/// `docker start` → first request routed to the replica, `docker stop` → the replica leaves the
+/// proxy's set (and → last request it answered), median of 10. A static origin in the same
+/// upstream keeps the proxy answering meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_proxy_discovery_latency() {
+    if !ready() {
+        return;
+    }
+    let fx = Fixture::new();
+    let name = fx.replica("b", &[], true);
+    let origin = common::named("static").await;
+    let p = common::proxy(&yaml(
+        &fx.net,
+        &format!("    servers: [{{address: \"{}\"}}]\n", origin.addr),
+        "",
+    ))
+    .await;
+    let (mut routed, mut left, mut cli_start, mut cli_stop) = (vec![], vec![], vec![], vec![]);
+    let mut conn = Conn::open(p.addr).await;
+    for _ in 0..10 {
+        let t0 = Instant::now();
+        docker_async(&["start", &name]).await;
+        cli_start.push(t0.elapsed());
+        // Alternating WRR with the static origin: a new replica is hit within two requests.
+        loop {
+            match probe(&mut conn, "/healthz").await {
+                Ok((200, who)) if who == name => break,
+                Ok(_) => {}
+                Err(_) => conn = Conn::open(p.addr).await,
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "start timed out");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        routed.push(t0.elapsed());
+        let t0 = Instant::now();
+        docker_async(&["stop", "-t", "2", &name]).await;
+        cli_stop.push(t0.elapsed());
+        until_live(&p, Duration::from_secs(10), "removal", |s| {
+            !s.contains(&name)
+        })
+        .await;
+        left.push(t0.elapsed());
+    }
+    eprintln!(
+        "docker start → first request routed: {}; `docker start` CLI: {}",
+        summary(&routed),
+        summary(&cli_start)
+    );
+    eprintln!(
+        "docker stop → removed from the proxy: {}; `docker stop` CLI: {}",
+        summary(&left),
+        summary(&cli_stop)
+    );
+}
