@@ -42,9 +42,9 @@ pub enum Command {
     Check,
     /// Exit 0 when the admin listener answers /healthz with 200.
     Healthcheck {
-        /// Admin address to probe.
-        #[arg(long, default_value = "127.0.0.1:9901")]
-        admin: String,
+        /// Admin address to probe; default the config's `admin.listen`.
+        #[arg(long)]
+        admin: Option<String>,
     },
 }
 

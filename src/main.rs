@@ -6,7 +6,10 @@ use swarmgate::config::{parse_config, Config};
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -35,7 +38,22 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Some(Command::Healthcheck { admin }) => return healthcheck(admin),
+        Some(Command::Healthcheck { admin }) => {
+            // The admin address: --admin, else the config's admin.listen (0.0.0.0 → 127.0.0.1).
+            let addr = match admin {
+                Some(a) => a.clone(),
+                None => match load(&cli)?.admin_listen {
+                    Some(mut a) => {
+                        if a.ip().is_unspecified() {
+                            a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                        }
+                        a.to_string()
+                    }
+                    None => anyhow::bail!("the admin listener is disabled in the config"),
+                },
+            };
+            return healthcheck(&addr);
+        }
         None => {}
     }
     init_logging(cli.log_format);
