@@ -270,6 +270,19 @@ impl Validator<'_> {
                 return Err(self.invalid(key(k), k, None, "must be greater than 0".into()));
             }
         }
+        if u.max_response_header_size.is_some_and(|s| s.0 < 1024) {
+            return Err(self.invalid(
+                key("max_response_header_size"),
+                "max_response_header_size",
+                None,
+                "must be at least 1k".into(),
+            ));
+        }
+        for (k, d) in [("send_timeout", u.send_timeout)] {
+            if d.is_some_and(|d| d.0.is_zero()) {
+                return Err(self.invalid(key(k), k, None, "must be greater than 0".into()));
+            }
+        }
         Ok(UpstreamConfig {
             scheme,
             tls,
