@@ -135,6 +135,15 @@ impl Validator<'_> {
                 return Err(self.invalid(key.into(), key, None, "must be greater than 0".into()));
             }
         }
+        if !(1..=10_000).contains(&client.max_headers) {
+            // hyper allocates room for `max_headers` fields per request head.
+            return Err(self.invalid(
+                "max_headers".into(),
+                "max_headers",
+                None,
+                "must be between 1 and 10000".into(),
+            ));
+        }
         if client.max_header_size < 1024 {
             return Err(self.invalid(
                 "large_client_header_buffers".into(),

@@ -159,6 +159,9 @@ pub enum Reply {
     Close(Vec<u8>),
     /// Write these bytes, then reset (RST).
     Reset(Vec<u8>),
+    /// Write these bytes, stop reading for a while (requests sent meanwhile are lost), record
+    /// what arrived, then close: a keepalive connection closed just as it is reused.
+    CloseLater(Vec<u8>, Duration),
     /// Write these bytes, then stop reading and writing (hold the socket open).
     Stall(Vec<u8>),
 }
@@ -243,7 +246,21 @@ async fn serve_raw(mut s: TcpStream, log: Arc<Mutex<Vec<u8>>>, respond: Responde
                 }
                 Reply::Reset(b) => {
                     let _ = s.write_all(&b).await;
-                    let _ = s.set_linger(Some(Duration::ZERO));
+                    let _ = s.set_zero_linger();
+                    return;
+                }
+                Reply::CloseLater(b, pause) => {
+                    let _ = s.write_all(&b).await;
+                    tokio::time::sleep(pause).await;
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(Ok(n)) =
+                        tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await
+                    {
+                        if n == 0 {
+                            break;
+                        }
+                        log.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
                     return;
                 }
                 Reply::Stall(b) => {
