@@ -14,7 +14,10 @@ const WAIT: Duration = Duration::from_millis(1500);
 async fn echo_origin() -> RawOrigin {
     raw_origin(|p| {
         let line = p.request_line();
-        Reply::Keep(ok(&format!("saw {}", line.rsplit_once(' ').map_or(line, |l| l.0))))
+        Reply::Keep(ok(&format!(
+            "saw {}",
+            line.rsplit_once(' ').map_or(line, |l| l.0)
+        )))
     })
     .await
 }
@@ -64,11 +67,17 @@ async fn cl_and_te_together_are_normalised_to_chunked() {
             // Normalised: the body is the 5 chunked bytes, and the connection is closed after
             // the response (RFC 9112 §6.1), so the pipelined GET is never read.
             assert_eq!(status_lines(&r).len(), 1, "{r:?}");
-            assert!(r.to_ascii_lowercase().contains("connection: close"), "{r:?}");
+            assert!(
+                r.to_ascii_lowercase().contains("connection: close"),
+                "{r:?}"
+            );
             assert_eq!(reqs.len(), 1, "{reqs:?}");
             assert!(reqs[0].request_line().starts_with("POST /a "));
             assert!(reqs[0].values("content-length").is_empty());
-            assert_eq!(reqs[0].values("transfer-encoding"), vec!["chunked".to_string()]);
+            assert_eq!(
+                reqs[0].values("transfer-encoding"),
+                vec!["chunked".to_string()]
+            );
             assert!(reqs[0].complete);
             let s = String::from_utf8_lossy(&o.received().concat()).into_owned();
             assert!(s.ends_with("5\r\nhello\r\n0\r\n\r\n"), "{s:?}");
@@ -118,7 +127,11 @@ async fn malformed_content_length_is_400_and_never_forwarded() {
         );
         let r = send(&p, req.as_bytes()).await;
         assert!(r.starts_with("HTTP/1.1 400 "), "CL {cl:?}: {r}");
-        assert_eq!(status_lines(&r).len(), 1, "CL {cl:?}: connection must close: {r}");
+        assert_eq!(
+            status_lines(&r).len(),
+            1,
+            "CL {cl:?}: connection must close: {r}"
+        );
     }
     assert!(o.received().concat().is_empty(), "{:?}", o.requests());
 }
@@ -135,7 +148,8 @@ async fn bad_chunked_bodies_are_refused_and_nothing_is_smuggled() {
         format!("-5\r\nhello\r\n0\r\n\r\n{smuggled}"),
         format!("5 5\r\nhello\r\n0\r\n\r\n{smuggled}"),
     ] {
-        let req = format!("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+        let req =
+            format!("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
         let r = send(&p, req.as_bytes()).await;
         let lines = status_lines(&r);
         // Either a 400, or (if the origin answered before the bad bytes arrived) a cut.
@@ -256,7 +270,8 @@ async fn bytes_after_a_refused_upgrade_are_not_tunnelled() {
         for q in &reqs {
             assert!(q.complete, "{q:?}");
             assert!(
-                q.request_line().starts_with("GET /ws ") || q.request_line().starts_with("GET /next "),
+                q.request_line().starts_with("GET /ws ")
+                    || q.request_line().starts_with("GET /next "),
                 "{q:?}"
             );
             assert_eq!(q.values("x-forwarded-for").len(), 1, "{q:?}");
@@ -264,7 +279,9 @@ async fn bytes_after_a_refused_upgrade_are_not_tunnelled() {
         let all = String::from_utf8_lossy(&o.received().concat()).into_owned();
         assert!(!all.contains("garbage-not-http"), "{all}");
         if r.contains("saw GET /next") {
-            assert!(reqs.iter().any(|q| q.request_line().starts_with("GET /next ")));
+            assert!(reqs
+                .iter()
+                .any(|q| q.request_line().starts_with("GET /next ")));
         }
     }
 }
@@ -324,7 +341,10 @@ async fn upstream_cl_plus_te_is_reframed_for_the_client() {
     assert_unambiguous(&msgs);
     assert_eq!(msgs.len(), 2, "{r}");
     assert!(msgs[0].complete && msgs[1].complete, "{r}");
-    assert!(r.contains("HTTP/1.1 999 smuggle"), "decoded body delivered whole: {r}");
+    assert!(
+        r.contains("HTTP/1.1 999 smuggle"),
+        "decoded body delivered whole: {r}"
+    );
     assert!(r.ends_with("second"), "{r}");
 }
 
@@ -338,7 +358,9 @@ async fn bad_chunk_in_upstream_body_cuts_the_client_response() {
     .await;
     let p = proxy_to(&o).await;
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let (got, closed) = read_until_quiet(&mut s, Duration::from_secs(5)).await;
     let text = String::from_utf8_lossy(&got);
     assert!(closed, "connection must be closed: {text}");

@@ -168,7 +168,12 @@ async fn replica_killed_under_load_fails_no_idempotent_request_and_replays_no_po
             ));
             for _ in 0..50 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                if posts.lock().unwrap().get(&id).is_some_and(|o| o.contains(&"a")) {
+                if posts
+                    .lock()
+                    .unwrap()
+                    .get(&id)
+                    .is_some_and(|o| o.contains(&"a"))
+                {
                     break 'found id;
                 }
             }
@@ -243,7 +248,10 @@ async fn pooled_connection_closed_under_reuse_is_retried_and_counted() {
         .iter()
         .map(|c| split_all(c).len().saturating_sub(1))
         .sum();
-    eprintln!("retries counted {counted}, requests lost on closed connections {lost}, accepts {}", o.accepts());
+    eprintln!(
+        "retries counted {counted}, requests lost on closed connections {lost}, accepts {}",
+        o.accepts()
+    );
     assert!(lost > 0, "the test must make the race happen");
     assert_eq!(counted as usize, lost, "every retry is counted once");
     assert_eq!(o.accepts(), 40, "one connection per answered request");
@@ -257,18 +265,41 @@ async fn truncated_or_reset_responses_are_cut_never_hang() {
     let mut cl_short = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".to_vec();
     cl_short.extend_from_slice(&half);
     let chunked_open =
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n".to_vec();
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n"
+            .to_vec();
     let cases: Vec<(&str, Reply)> = vec![
-        ("content-length short, then FIN", Reply::Close(cl_short.clone())),
-        ("content-length short, then RST", Reply::Reset(cl_short.clone())),
-        ("chunked without last chunk, then FIN", Reply::Close(chunked_open.clone())),
-        ("chunked without last chunk, then RST", Reply::Reset(chunked_open.clone())),
-        ("content-length short, then silence", Reply::Stall(cl_short.clone())),
+        (
+            "content-length short, then FIN",
+            Reply::Close(cl_short.clone()),
+        ),
+        (
+            "content-length short, then RST",
+            Reply::Reset(cl_short.clone()),
+        ),
+        (
+            "chunked without last chunk, then FIN",
+            Reply::Close(chunked_open.clone()),
+        ),
+        (
+            "chunked without last chunk, then RST",
+            Reply::Reset(chunked_open.clone()),
+        ),
+        (
+            "content-length short, then silence",
+            Reply::Stall(cl_short.clone()),
+        ),
         ("chunked, then silence", Reply::Stall(chunked_open.clone())),
     ];
     for (what, reply) in cases {
         let reply = Arc::new(Mutex::new(Some(reply)));
-        let o = raw_origin(move |_| reply.lock().unwrap().take().unwrap_or(Reply::Keep(ok("fine")))).await;
+        let o = raw_origin(move |_| {
+            reply
+                .lock()
+                .unwrap()
+                .take()
+                .unwrap_or(Reply::Keep(ok("fine")))
+        })
+        .await;
         let p = proxy(&format!(
             "upstreams:\n  u:\n    read_timeout: 1s\n    servers:\n      - address: '{}'\n",
             o.addr
@@ -276,17 +307,26 @@ async fn truncated_or_reset_responses_are_cut_never_hang() {
         .await;
         let t = Instant::now();
         let mut s = TcpStream::connect(p.addr).await.unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let (got, closed) = read_until_quiet(&mut s, Duration::from_secs(5)).await;
         let text = String::from_utf8_lossy(&got);
         assert!(closed, "{what}: must be closed, not hang: {text}");
-        assert!(t.elapsed() < Duration::from_secs(5), "{what}: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{what}: {:?}",
+            t.elapsed()
+        );
         assert!(text.starts_with("HTTP/1.1 200 "), "{what}: {text}");
         if text.to_ascii_lowercase().contains("content-length: 1000") {
             let body = got.len() - (text.find("\r\n\r\n").unwrap() + 4);
             assert!(body < 1000, "{what}: {body} bytes");
         } else {
-            assert!(!text.ends_with("0\r\n\r\n"), "{what}: no clean last chunk: {text}");
+            assert!(
+                !text.ends_with("0\r\n\r\n"),
+                "{what}: no clean last chunk: {text}"
+            );
         }
         // The broken connection was not pooled; the next request gets a fresh one and works.
         let (st, _, body) = get(p.addr, "/").await;
@@ -296,7 +336,14 @@ async fn truncated_or_reset_responses_are_cut_never_hang() {
 }
 
 /// swarmgate started from a config file (so that `POST /api/reload` re-reads it).
-async fn proxy_from_file(path: &std::path::Path) -> (Arc<swarmgate::app::App>, std::net::SocketAddr, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+async fn proxy_from_file(
+    path: &std::path::Path,
+) -> (
+    Arc<swarmgate::app::App>,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<()>,
+) {
     let cfg = swarmgate::config::Config::load(path).unwrap();
     let app = swarmgate::app::App::new(cfg, Some(path.to_path_buf())).unwrap();
     let a = app.clone();
@@ -348,9 +395,15 @@ async fn admin_reload_under_traffic_loses_nothing_and_bad_config_keeps_old() {
             let mut c = Conn::open(addr).await;
             let (mut ok, mut failed) = (0u32, 0u32);
             while !stop.load(Ordering::Relaxed) {
-                match c.send(
-                    hyper::Request::get("/").header("host", "t").body(empty()).unwrap(),
-                ).await {
+                match c
+                    .send(
+                        hyper::Request::get("/")
+                            .header("host", "t")
+                            .body(empty())
+                            .unwrap(),
+                    )
+                    .await
+                {
                     Ok(r) if r.status() == 200 => {
                         let _ = collect(r).await;
                         ok += 1
@@ -450,9 +503,16 @@ async fn upstream_that_stops_reading_the_body_is_cut_by_send_timeout() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 504 "), "{text} after {took:?}");
     assert!(took < Duration::from_secs(15), "{took:?}");
-    assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
     writer.abort();
-    assert_eq!(accepted.load(Ordering::SeqCst), 1, "a body already sent is never replayed");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "a body already sent is never replayed"
+    );
 }
 
 /// A slow client uploading (pauses shorter than client_body_timeout) is not mistaken for a
@@ -460,7 +520,12 @@ async fn upstream_that_stops_reading_the_body_is_cut_by_send_timeout() {
 #[tokio::test]
 async fn slow_upload_is_not_a_send_timeout() {
     let o = origin(|req: hyper::Request<hyper::body::Incoming>| async move {
-        let n = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+        let n = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+            .unwrap_or(0);
         text(200, n.to_string())
     })
     .await;

@@ -36,7 +36,9 @@ async fn head_size_header_count_and_uri_length_limits() {
         "u".repeat(900),
         "v".repeat(2000)
     );
-    assert!(raw(p.addr, fine.as_bytes(), w).await.starts_with("HTTP/1.1 200 "));
+    assert!(raw(p.addr, fine.as_bytes(), w)
+        .await
+        .starts_with("HTTP/1.1 200 "));
     // Head larger than large_client_header_buffers: 431.
     let big = format!(
         "GET / HTTP/1.1\r\nHost: x\r\nX-A: {}\r\n\r\n",
@@ -78,7 +80,9 @@ async fn slowloris_clients_are_cut_and_do_not_starve_normal_requests() {
             let mut s = TcpStream::connect(addr).await.unwrap();
             let t0 = Instant::now();
             opened.fetch_add(1, Ordering::SeqCst);
-            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await
+                .unwrap();
             let mut buf = [0u8; 64];
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
@@ -97,7 +101,10 @@ async fn slowloris_clients_are_cut_and_do_not_starve_normal_requests() {
         }));
     }
     while opened.load(Ordering::SeqCst) < SLOW {
-        assert!(start.elapsed() < Duration::from_secs(10), "could not open {SLOW} connections");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "could not open {SLOW} connections"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // While they hang: normal requests on fresh connections are served, promptly.
@@ -109,7 +116,10 @@ async fn slowloris_clients_are_cut_and_do_not_starve_normal_requests() {
         worst = worst.max(t.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(worst < Duration::from_secs(1), "a normal request took {worst:?}");
+    assert!(
+        worst < Duration::from_secs(1),
+        "a normal request took {worst:?}"
+    );
     let mut cut = Vec::with_capacity(SLOW);
     for t in slow {
         let (after, closed) = t.await.unwrap();
@@ -121,7 +131,10 @@ async fn slowloris_clients_are_cut_and_do_not_starve_normal_requests() {
     eprintln!(
         "{SLOW} slow clients cut after {first:?} .. {last:?}; worst normal request {worst:?}"
     );
-    assert!(first >= Duration::from_millis(2500), "cut too early: {first:?}");
+    assert!(
+        first >= Duration::from_millis(2500),
+        "cut too early: {first:?}"
+    );
     assert!(last < Duration::from_secs(8), "cut too late: {last:?}");
 }
 
@@ -130,13 +143,18 @@ async fn idle_keepalive_connection_is_closed_after_keepalive_timeout() {
     let o = named("a").await;
     let p = proxy_with("keepalive_timeout: 500ms\n", &o).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let t = Instant::now();
     let (got, closed) = read_until_quiet(&mut s, Duration::from_secs(3)).await;
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200 "));
     assert!(closed, "idle connection must be closed");
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]

@@ -151,7 +151,9 @@ async fn sigterm_closes_idle_keepalive_at_once_and_exits_early() {
     )
     .await;
     let mut idle = TcpStream::connect(addr).await.unwrap();
-    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let (first, closed) = read_until_quiet(&mut idle, Duration::from_millis(300)).await;
     assert!(String::from_utf8_lossy(&first).starts_with("HTTP/1.1 200 "));
     assert!(!closed);
@@ -161,15 +163,27 @@ async fn sigterm_closes_idle_keepalive_at_once_and_exits_early() {
     let t = Instant::now();
     signal(&sg.0, "-TERM");
     let (rest, closed) = read_until_quiet(&mut idle, Duration::from_secs(5)).await;
-    assert!(closed && rest.is_empty(), "idle keepalive connection closed without a word");
+    assert!(
+        closed && rest.is_empty(),
+        "idle keepalive connection closed without a word"
+    );
     let idle_closed = t.elapsed();
     let (_, closed) = read_until_quiet(&mut silent, Duration::from_secs(5)).await;
-    assert!(closed, "a connection that never sent a request is closed too");
+    assert!(
+        closed,
+        "a connection that never sent a request is closed too"
+    );
     let (status, after) = wait_exit(&mut sg, Duration::from_secs(10)).await;
-    eprintln!("idle connection closed {idle_closed:?} after SIGTERM; exit {status:?} after {after:?}");
+    eprintln!(
+        "idle connection closed {idle_closed:?} after SIGTERM; exit {status:?} after {after:?}"
+    );
     assert!(status.success(), "{status:?}");
     assert!(idle_closed < Duration::from_secs(2), "{idle_closed:?}");
-    assert!(t.elapsed() < Duration::from_secs(3), "exit took {:?} (grace 20 s)", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "exit took {:?} (grace 20 s)",
+        t.elapsed()
+    );
 }
 
 /// Item 5: a request still in flight when the grace period ends is cut, and the process
@@ -190,7 +204,9 @@ async fn sigterm_cuts_requests_past_the_grace_period_and_exits_zero() {
     )
     .await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = Instant::now();
     signal(&sg.0, "-TERM");
@@ -200,8 +216,13 @@ async fn sigterm_cuts_requests_past_the_grace_period_and_exits_zero() {
     assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
     let (status, _) = wait_exit(&mut sg, Duration::from_secs(10)).await;
     let exited = t.elapsed();
-    eprintln!("in-flight request cut {cut:?} after SIGTERM (grace 1 s); exit {status:?} at {exited:?}");
+    eprintln!(
+        "in-flight request cut {cut:?} after SIGTERM (grace 1 s); exit {status:?} at {exited:?}"
+    );
     assert!(status.success(), "{status:?}");
-    assert!(cut >= Duration::from_millis(900), "cut before the grace period: {cut:?}");
+    assert!(
+        cut >= Duration::from_millis(900),
+        "cut before the grace period: {cut:?}"
+    );
     assert!(exited < Duration::from_secs(4), "{exited:?}");
 }

@@ -24,7 +24,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
         let d = Duration::from_secs(secs);
         if d > MAX_DURATION {
-            return Err(format!("duration {s:?} is out of range (at most 100 years)"));
+            return Err(format!(
+                "duration {s:?} is out of range (at most 100 years)"
+            ));
         }
         return Ok(d);
     }
@@ -61,7 +63,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total = total.saturating_add(part);
     }
     if total > MAX_DURATION {
-        return Err(format!("duration {s:?} is out of range (at most 100 years)"));
+        return Err(format!(
+            "duration {s:?} is out of range (at most 100 years)"
+        ));
     }
     Ok(total)
 }

@@ -3,13 +3,13 @@
 //! hyper's own `header_read_timeout` also runs while a keepalive connection is idle, which would
 //! cut Kuscia's 20-minute keepalive to the header timeout, so it is off and this wrapper decides.
 
+use futures_util::task::AtomicWaker;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use futures_util::task::AtomicWaker;
 use tokio::time::Sleep;
 
 /// State of one client connection shared by its I/O wrapper and its requests.

@@ -314,7 +314,10 @@ where
                 None => (now + send_timeout.min(read_timeout), HeadTimeout::Read),
             }
         } else {
-            (*read_from.get_or_insert(now) + read_timeout, HeadTimeout::Read)
+            (
+                *read_from.get_or_insert(now) + read_timeout,
+                HeadTimeout::Read,
+            )
         };
         match tokio::time::timeout_at(deadline.into(), &mut fut).await {
             Ok(v) => return Ok(v),

@@ -56,7 +56,10 @@ pub fn split_message(buf: &[u8], no_body: bool) -> Option<Parsed> {
     }
     let te = p.values("transfer-encoding");
     let cl = p.values("content-length");
-    if te.iter().any(|v| v.to_ascii_lowercase().contains("chunked")) {
+    if te
+        .iter()
+        .any(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
         let mut at = end;
         loop {
             let Some(nl) = find(&buf[at..], b"\r\n") else {
@@ -135,7 +138,7 @@ pub fn assert_unambiguous(messages: &[Parsed]) {
         let cl = m.values("content-length");
         let te = m.values("transfer-encoding");
         assert!(
-            !(cl.len() > 0 && te.len() > 0),
+            !(!cl.is_empty() && !te.is_empty()),
             "CL and TE together: {:?}",
             m.head
         );
@@ -150,6 +153,8 @@ pub fn assert_unambiguous(messages: &[Parsed]) {
 }
 
 type Responder = Arc<dyn Fn(&Parsed) -> Reply + Send + Sync>;
+/// Bytes received, one buffer per connection.
+type ConnLogs = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
 
 /// What the raw origin does with one request.
 pub enum Reply {
@@ -170,7 +175,7 @@ pub enum Reply {
 /// request head with its responder.
 pub struct RawOrigin {
     pub addr: SocketAddr,
-    pub conns: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    pub conns: ConnLogs,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -208,7 +213,7 @@ where
     let respond: Responder = Arc::new(respond);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let conns: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+    let conns: ConnLogs = Arc::default();
     let c = conns.clone();
     let task = tokio::spawn(async move {
         let mut children = tokio::task::JoinSet::new();
