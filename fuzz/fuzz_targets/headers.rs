@@ -127,8 +127,11 @@ fuzz_target!(|input: Input| {
             || added.contains(&n.as_str());
         assert!(allowed || !h.contains_key(&n), "{n} named in Connection survived: {h:?}");
     }
-    assert!(h.get_all("content-length").iter().count() <= 1, "{h:?}");
-    assert!(!(h.contains_key("content-length") && h.contains_key("transfer-encoding")));
+    if input.direction % 3 != 0 {
+        // to_upstream / to_client also normalise framing (strip_hop_by_hop alone does not).
+        assert!(h.get_all("content-length").iter().count() <= 1, "{h:?}");
+        assert!(!(h.contains_key("content-length") && h.contains_key("transfer-encoding")));
+    }
     // Everything else is untouched, in order.
     for (n, _) in before.iter() {
         let s = n.as_str();
