@@ -34,11 +34,15 @@ cp ../config/builtin.yaml corpus/config_parse/builtin.yaml
 printf 'listen: 127.0.0.1:8080\nclient_header_timeout: 1h30m\nlarge_client_header_buffers: 8k\nupstreams:\n  u:\n    servers:\n      - {address: "10.0.0.1:1080", weight: 2, max_fails: 3, fail_timeout: 10s}\n      - {address: "kuscia:1080", backup: true}\n    health_check: {interval: 5s, expect_status: [2xx, 401]}\nroutes:\n  - {path_prefix: /api, host: a.example, upstream: u}\n' \
     > corpus/config_parse/full.yaml
 
+# -jobs makes libFuzzer write fuzz-N.log files; use it only when asked for parallel jobs.
+parallel=()
+if [ "$JOBS" -gt 1 ]; then parallel=(-jobs="$JOBS" -workers="$JOBS"); fi
+
 status=0
 for t in $TARGETS; do
     echo "== $t: ${SECS}s, sanitizer=$SANITIZER"
     if ! cargo fuzz run --sanitizer "$SANITIZER" -O "$t" "corpus/$t" -- \
-        -max_total_time="$SECS" -max_len=4096 -rss_limit_mb=2048 -jobs="$JOBS" -workers="$JOBS" \
+        -max_total_time="$SECS" -max_len=4096 -rss_limit_mb=2048 "${parallel[@]}" \
         -print_final_stats=1; then
         echo "!! $t: crash; inputs in fuzz/artifacts/$t/" >&2
         status=1
