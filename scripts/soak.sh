@@ -26,7 +26,8 @@ command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 
 cargo build --release --bins -q
 BIN=target/release
 
-pin() { if command -v taskset >/dev/null; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+# Always used in the background (`pin CPU cmd... &`): exec, so that $! is the command's pid.
+pin() { if command -v taskset >/dev/null; then exec taskset -c "$1" "${@:2}"; else exec "${@:2}"; fi; }
 
 work=$(mktemp -d)
 pids=()
@@ -56,6 +57,8 @@ YAML
 RUST_LOG=warn pin 0 "$BIN/swarmgate" --config "$work/swarmgate.yaml" >"$work/swarmgate.log" 2>&1 &
 sg=$!
 pids+=($sg)
+sleep 0.2
+grep -q swarmgate "/proc/$sg/cmdline" || { echo "pid $sg is not swarmgate" >&2; exit 1; }
 for _ in $(seq 100); do
     curl -fsS -o /dev/null "http://127.0.0.1:$PORT/echo" 2>/dev/null && break
     sleep 0.1
