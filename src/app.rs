@@ -122,6 +122,9 @@ impl App {
 
 /// Runs swarmgate until SIGTERM/SIGINT, then drains.
 pub async fn run(app: Arc<App>) -> Result<(), AppError> {
+    // Signal handlers first: a SIGHUP or SIGTERM that arrives once the port accepts
+    // connections must reload or drain, not kill the process (their default action).
+    let signals = Signals::install()?;
     let rt = app.shared.runtime_full();
     let config = rt.config.clone();
     drop(rt);
@@ -181,7 +184,7 @@ pub async fn run(app: Arc<App>) -> Result<(), AppError> {
     // Active health checks (no-op for upstreams without `health_check`).
     tokio::spawn(crate::health::run(app.shared.clone(), stop_rx.clone()));
 
-    wait_for_stop(&app).await?;
+    wait_for_stop(&app, signals).await;
 
     tracing::info!(grace = ?config.shutdown_timeout, connections = drain.live(), "shutting down: draining");
     app.shared.begin_shutdown();
@@ -202,18 +205,31 @@ pub async fn run(app: Arc<App>) -> Result<(), AppError> {
     Ok(())
 }
 
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, AppError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).map_err(AppError::Signal)?,
+            int: signal(SignalKind::interrupt()).map_err(AppError::Signal)?,
+            hup: signal(SignalKind::hangup()).map_err(AppError::Signal)?,
+        })
+    }
+}
+
 /// Returns on SIGTERM or SIGINT; reloads on SIGHUP meanwhile.
-async fn wait_for_stop(app: &Arc<App>) -> Result<(), AppError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(AppError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signal)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(AppError::Signal)?;
+async fn wait_for_stop(app: &Arc<App>, mut s: Signals) {
     loop {
         tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = app.stop.notified() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => {
+            _ = s.term.recv() => return,
+            _ = app.stop.notified() => return,
+            _ = s.int.recv() => return,
+            _ = s.hup.recv() => {
                 tracing::info!("SIGHUP: reloading configuration");
                 let _ = app.reload().await;
             }

@@ -22,7 +22,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("empty duration".into());
     }
     if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+        let d = Duration::from_secs(secs);
+        if d > MAX_DURATION {
+            return Err(format!(
+                "duration {s:?} is out of range (at most 100 years)"
+            ));
+        }
+        return Ok(d);
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -56,8 +62,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         };
         total = total.saturating_add(part);
     }
+    if total > MAX_DURATION {
+        return Err(format!(
+            "duration {s:?} is out of range (at most 100 years)"
+        ));
+    }
     Ok(total)
 }
+
+/// Longest duration accepted: deadlines are computed as `Instant + duration`, which must not
+/// overflow.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// Parses `2m`, `512k`, `1g`, `100` (bytes); suffixes are case-insensitive powers of 1024.
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -144,6 +159,13 @@ mod tests {
         assert!(parse_duration("3x").is_err());
         assert!(parse_duration("ms").is_err());
         assert!(parse_duration("").is_err());
+        // Deadlines are `Instant + duration`: absurd values are refused, not overflowed later.
+        assert!(parse_duration("18446744073709551615").is_err());
+        assert!(parse_duration("99999999999w").is_err());
+        assert_eq!(
+            parse_duration("100y").err().map(|e| e.contains("unit")),
+            Some(true)
+        );
     }
 
     #[test]

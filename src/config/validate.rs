@@ -135,6 +135,15 @@ impl Validator<'_> {
                 return Err(self.invalid(key.into(), key, None, "must be greater than 0".into()));
             }
         }
+        if !(1..=10_000).contains(&client.max_headers) {
+            // hyper allocates room for `max_headers` fields per request head.
+            return Err(self.invalid(
+                "max_headers".into(),
+                "max_headers",
+                None,
+                "must be between 1 and 10000".into(),
+            ));
+        }
         if client.max_header_size < 1024 {
             return Err(self.invalid(
                 "large_client_header_buffers".into(),
@@ -266,6 +275,19 @@ impl Validator<'_> {
             ("connect_timeout", u.connect_timeout),
             ("read_timeout", u.read_timeout),
         ] {
+            if d.is_some_and(|d| d.0.is_zero()) {
+                return Err(self.invalid(key(k), k, None, "must be greater than 0".into()));
+            }
+        }
+        if u.max_response_header_size.is_some_and(|s| s.0 < 1024) {
+            return Err(self.invalid(
+                key("max_response_header_size"),
+                "max_response_header_size",
+                None,
+                "must be at least 1k".into(),
+            ));
+        }
+        for (k, d) in [("send_timeout", u.send_timeout)] {
             if d.is_some_and(|d| d.0.is_zero()) {
                 return Err(self.invalid(key(k), k, None, "must be greater than 0".into()));
             }

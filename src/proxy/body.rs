@@ -11,7 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -33,13 +33,34 @@ pub enum BodyError {
 }
 
 /// What became of the request body, shared between [`ReqBody`] and the forwarder.
-#[derive(Debug, Default)]
-pub struct BodyStatus(AtomicU8, AtomicBool);
+#[derive(Debug)]
+pub struct BodyStatus {
+    error: AtomicU8,
+    finished: AtomicBool,
+    /// The body is waiting for the client (its last poll returned `Pending`), as opposed to
+    /// waiting for the upstream connection to take the frame it last returned.
+    awaiting_client: AtomicBool,
+    base: Instant,
+    /// When a frame was last handed to the upstream connection (nanoseconds after `base`).
+    last_handed: AtomicU64,
+}
+
+impl Default for BodyStatus {
+    fn default() -> Self {
+        BodyStatus {
+            error: AtomicU8::new(0),
+            finished: AtomicBool::new(false),
+            awaiting_client: AtomicBool::new(true),
+            base: Instant::now(),
+            last_handed: AtomicU64::new(0),
+        }
+    }
+}
 
 impl BodyStatus {
     /// Whether the whole body has been read from the client.
     pub fn finished(&self) -> bool {
-        self.1.load(Ordering::Relaxed)
+        self.finished.load(Ordering::Relaxed)
     }
 
     fn set(&self, e: BodyError) {
@@ -49,17 +70,34 @@ impl BodyStatus {
             BodyError::ClientTimeout => 3,
             _ => return,
         };
-        self.0.store(code, Ordering::Relaxed);
+        self.error.store(code, Ordering::Relaxed);
     }
 
     /// The client-side error that ended the body, if any.
     pub fn error(&self) -> Option<BodyError> {
-        match self.0.load(Ordering::Relaxed) {
+        match self.error.load(Ordering::Relaxed) {
             1 => Some(BodyError::TooLarge),
             2 => Some(BodyError::ClientAborted),
             3 => Some(BodyError::ClientTimeout),
             _ => None,
         }
+    }
+
+    fn handed(&self) {
+        let nanos = self.base.elapsed().as_nanos() as u64;
+        self.last_handed.store(nanos, Ordering::Relaxed);
+        self.awaiting_client.store(false, Ordering::Relaxed);
+    }
+
+    /// While the body is still being sent and the upstream has not asked for more since the
+    /// last frame (the connection is blocked writing it): when that frame was handed over.
+    /// `None` when the body is waiting for the client, finished, or failed.
+    pub fn upstream_stalled_since(&self) -> Option<Instant> {
+        if self.finished() || self.error().is_some() || self.awaiting_client.load(Ordering::Relaxed)
+        {
+            return None;
+        }
+        Some(self.base + Duration::from_nanos(self.last_handed.load(Ordering::Relaxed)))
     }
 }
 
@@ -119,7 +157,7 @@ impl ReqBody {
 
     fn mark_finished(&self) {
         if let Some(s) = &self.status {
-            s.1.store(true, Ordering::Relaxed);
+            s.finished.store(true, Ordering::Relaxed);
         }
     }
 
@@ -154,6 +192,9 @@ impl Body for ReqBody {
                     this.remaining -= n;
                 }
                 this.timer.progressed = true;
+                if let Some(s) = &this.status {
+                    s.handed();
+                }
                 if this.inner.as_ref().is_some_and(|b| b.is_end_stream()) {
                     this.mark_finished();
                 }
@@ -165,6 +206,9 @@ impl Body for ReqBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
+                if let Some(s) = &this.status {
+                    s.awaiting_client.store(true, Ordering::Relaxed);
+                }
                 if this.timer.expired(cx, this.timeout) {
                     return this.fail(BodyError::ClientTimeout);
                 }

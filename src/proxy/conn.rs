@@ -3,6 +3,7 @@
 //! hyper's own `header_read_timeout` also runs while a keepalive connection is idle, which would
 //! cut Kuscia's 20-minute keepalive to the header timeout, so it is off and this wrapper decides.
 
+use futures_util::task::AtomicWaker;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -23,6 +24,10 @@ pub struct ConnState {
     idle_since: AtomicU64,
     /// Set on shutdown: responses carry `Connection: close`.
     closing: AtomicBool,
+    /// The connection's task while it waits with a request in flight: woken when the request
+    /// ends so that the idle timer (`keepalive_timeout`) gets armed. hyper does not poll the
+    /// socket again after a response unless something wakes it.
+    idle_waker: AtomicWaker,
 }
 
 impl ConnState {
@@ -33,6 +38,7 @@ impl ConnState {
             requests: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            idle_waker: AtomicWaker::new(),
         }
     }
 
@@ -46,7 +52,9 @@ impl ConnState {
     pub fn end(&self) {
         let nanos = self.base.elapsed().as_nanos() as u64;
         self.idle_since.store(nanos, Ordering::Relaxed);
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle_waker.wake();
+        }
     }
 
     pub fn set_closing(&self) {
@@ -102,7 +110,7 @@ impl<T> TimedIo<T> {
         if matches!(self.head, Some((_, seq)) if seq != requests) {
             self.head = None; // that head was parsed
         }
-        if self.state.in_flight.load(Ordering::Relaxed) > 0 {
+        if self.state.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
         Some(match self.head {
@@ -135,8 +143,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => {
-                let Some(deadline) = this.deadline() else {
-                    return Poll::Pending;
+                let deadline = match this.deadline() {
+                    Some(d) => d,
+                    None => {
+                        this.state.idle_waker.register(cx.waker());
+                        // The request may have ended between the check and the registration.
+                        match this.deadline() {
+                            Some(d) => d,
+                            None => return Poll::Pending,
+                        }
+                    }
                 };
                 if Instant::now() >= deadline {
                     return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));

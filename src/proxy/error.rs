@@ -23,6 +23,10 @@ pub enum ProxyError {
     Connect(#[from] ConnectError),
     #[error("upstream timed out")]
     UpstreamTimeout,
+    #[error("upstream stopped reading the request body (send_timeout)")]
+    UpstreamSendTimeout,
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(&'static str),
     #[error("upstream response head too large")]
     UpstreamHeadTooLarge,
     #[error("upstream failed: {0}")]
@@ -49,7 +53,10 @@ impl ProxyError {
             | ProxyError::Upstream(_)
             | ProxyError::Upstream101
             | ProxyError::UpstreamHeadTooLarge => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UpstreamTimeout | ProxyError::UpstreamSendTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -63,6 +70,9 @@ impl ProxyError {
                 | ProxyError::BodyTooLarge
                 | ProxyError::ClientBody(_)
                 | ProxyError::UriTooLong
+                | ProxyError::MethodNotAllowed(_)
+                // The request body was not read to its end: the connection cannot be reused.
+                | ProxyError::UpstreamSendTimeout
         )
     }
 

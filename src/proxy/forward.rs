@@ -230,7 +230,7 @@ async fn attempt(
         }
         let reused = conn.reused;
         let sent = conn.tx.try_send_request(req);
-        match wait_head(sent, cfg.read_timeout, status).await {
+        match wait_head(sent, cfg.read_timeout, cfg.send_timeout, status).await {
             Ok(Ok(resp)) => return Ok((resp, conn)),
             Ok(Err(mut e)) => {
                 if let Some(r) = e.take_message() {
@@ -264,9 +264,12 @@ async fn attempt(
                     server_fault: !client_side,
                 });
             }
-            Err(()) => {
+            Err(why) => {
                 return Err(Failure {
-                    error: ProxyError::UpstreamTimeout,
+                    error: match why {
+                        HeadTimeout::Read => ProxyError::UpstreamTimeout,
+                        HeadTimeout::Send => ProxyError::UpstreamSendTimeout,
+                    },
                     returned: None,
                     server_fault: true,
                 })
@@ -275,22 +278,65 @@ async fn attempt(
     }
 }
 
+/// Why waiting for a response head gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadTimeout {
+    /// No response head within `read_timeout` of the request being sent.
+    Read,
+    /// The server stopped taking the request body for `send_timeout`.
+    Send,
+}
+
 /// Waits for the response head. `read_timeout` runs once the request body (if any) has been
-/// read completely: a slow upload is governed by `client_body_timeout` instead.
+/// read completely: a slow upload is governed by `client_body_timeout` instead, and a server
+/// that stops reading the body (its connection blocked on a frame) by `send_timeout`.
 async fn wait_head<F, T>(
     fut: F,
     read_timeout: Duration,
+    send_timeout: Duration,
     status: Option<&BodyStatus>,
-) -> Result<T, ()>
+) -> Result<T, HeadTimeout>
 where
     F: std::future::Future<Output = T>,
 {
     tokio::pin!(fut);
+    // When the body (if any) was seen complete: `read_timeout` counts from there.
+    let mut read_from: Option<Instant> = None;
     loop {
-        match tokio::time::timeout(read_timeout, &mut fut).await {
+        let now = Instant::now();
+        let sending = status.is_some_and(|s| !s.finished() && s.error().is_none());
+        let (deadline, why) = if sending {
+            read_from = None;
+            match status.and_then(BodyStatus::upstream_stalled_since) {
+                Some(since) => (since + send_timeout, HeadTimeout::Send),
+                // Waiting for the client: its own timer (client_body_timeout) runs; look again
+                // within `send_timeout` in case the upstream stalls meanwhile.
+                None => (now + send_timeout.min(read_timeout), HeadTimeout::Read),
+            }
+        } else {
+            (
+                *read_from.get_or_insert(now) + read_timeout,
+                HeadTimeout::Read,
+            )
+        };
+        match tokio::time::timeout_at(deadline.into(), &mut fut).await {
             Ok(v) => return Ok(v),
-            Err(_) if status.is_some_and(|s| !s.finished() && s.error().is_none()) => continue,
-            Err(_) => return Err(()),
+            Err(_) => {
+                let still_sending = status.is_some_and(|s| !s.finished() && s.error().is_none());
+                match why {
+                    HeadTimeout::Send
+                        if status
+                            .and_then(BodyStatus::upstream_stalled_since)
+                            .is_some_and(|since| since + send_timeout <= Instant::now()) =>
+                    {
+                        return Err(HeadTimeout::Send)
+                    }
+                    HeadTimeout::Read if !sending && !still_sending => {
+                        return Err(HeadTimeout::Read)
+                    }
+                    _ => continue,
+                }
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use super::guard::RequestGuard;
 use super::headers;
 use super::upgrade;
 use crate::runtime::{Runtime, Shared};
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -72,6 +72,10 @@ async fn proxy(
     guard: &mut RequestGuard,
 ) -> Result<Response<ResBody>, ProxyError> {
     let limits = &rt.client;
+    if req.method() == Method::CONNECT {
+        // Not a forward proxy; and a 2xx to CONNECT would turn both connections into tunnels.
+        return Err(ProxyError::MethodNotAllowed("CONNECT"));
+    }
     if req
         .uri()
         .path_and_query()

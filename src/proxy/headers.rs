@@ -25,26 +25,28 @@ fn hop_by_hop() -> [&'static HeaderName; 7] {
     ]
 }
 
-/// Whether a `Connection` header lists `token` (case-insensitive).
-pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+/// The comma-separated tokens of every `Connection` field, trimmed, as raw bytes (a value that
+/// is not valid UTF-8 still names the fields around its bad bytes).
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a `Connection` header lists `token` (case-insensitive).
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// Removes the fields named in `Connection`, then the hop-by-hop ones. With `keep_upgrade`,
 /// `Upgrade` survives and `Connection: upgrade` is set again.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
             .filter(|n| !(keep_upgrade && *n == header::UPGRADE))
             .collect();
         for n in named {
@@ -65,8 +67,55 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Leaves at most one `Content-Length` and never one beside `Transfer-Encoding` (RFC 9112
+/// §6.3: the transfer coding wins; the forwarded message is re-framed by hyper from its body).
+/// Differing lengths cannot reach here (hyper rejects them in both directions), but if they
+/// did, all are dropped rather than one picked.
+pub fn normalize_framing(headers: &mut HeaderMap) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+        return;
+    }
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return;
+    };
+    let first_len = content_length(first);
+    let mut single = true;
+    let mut consistent = first_len.is_some();
+    for v in values {
+        single = false;
+        consistent &= content_length(v) == first_len;
+    }
+    if single && first_len.is_some_and(|_| !first.as_bytes().contains(&b',')) {
+        return;
+    }
+    headers.remove(header::CONTENT_LENGTH);
+    if let (true, Some(n)) = (consistent, first_len) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+}
+
+/// The value of a `Content-Length` field, accepting a list of equal values (`5, 5`).
+fn content_length(v: &HeaderValue) -> Option<u64> {
+    let mut out: Option<u64> = None;
+    for part in v.as_bytes().split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = std::str::from_utf8(part).ok()?.parse::<u64>().ok()?;
+        match out {
+            Some(prev) if prev != n => return None,
+            _ => out = Some(n),
+        }
+    }
+    out
+}
+
 /// Prepares a client request's headers for the upstream.
 pub fn to_upstream(headers: &mut HeaderMap, client_ip: IpAddr, proto: &'static str, upgrade: bool) {
+    normalize_framing(headers);
     strip_hop_by_hop(headers, upgrade);
     // The proxy answers `Expect: 100-continue` itself when it starts reading the body.
     headers.remove(header::EXPECT);
@@ -86,6 +135,7 @@ pub fn to_upstream(headers: &mut HeaderMap, client_ip: IpAddr, proto: &'static s
 
 /// Prepares an upstream response's headers for the client.
 pub fn to_client(headers: &mut HeaderMap, upgrade: bool) {
+    normalize_framing(headers);
     strip_hop_by_hop(headers, upgrade);
 }
 
@@ -137,5 +187,37 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn connection_tokens_survive_non_utf8_values() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"x-secret, \xff, close").unwrap(),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
+    }
+
+    #[test]
+    fn framing_is_normalised() {
+        let mut h = map(&[("content-length", "5"), ("transfer-encoding", "chunked")]);
+        to_client(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
+        let mut h = map(&[("content-length", "5"), ("content-length", "5")]);
+        normalize_framing(&mut h);
+        assert_eq!(h.get_all("content-length").iter().count(), 1);
+        assert_eq!(h["content-length"], "5");
+        let mut h = map(&[("content-length", "5, 5")]);
+        normalize_framing(&mut h);
+        assert_eq!(h["content-length"], "5");
+        let mut h = map(&[("content-length", "5"), ("content-length", "6")]);
+        normalize_framing(&mut h);
+        assert!(!h.contains_key("content-length"));
+        let mut h = map(&[("content-length", "+5")]);
+        normalize_framing(&mut h);
+        assert!(!h.contains_key("content-length"));
     }
 }
