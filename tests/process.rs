@@ -100,8 +100,15 @@ async fn start(tag: &str, body: &str) -> Running {
     let child = Command::new(BIN)
         .arg("--config")
         .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .env(
+            "RUST_LOG",
+            std::env::var("SG_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(if std::env::var("SG_TEST_LOG").is_ok() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -130,9 +137,10 @@ fn rewrite(path: &Path, addr: SocketAddr, body: &str) {
 async fn sighup_reload_under_traffic_loses_nothing_and_bad_config_keeps_old() {
     let a = named("a").await;
     let b = named("b").await;
+    // keepalive_requests: 0 so that the long-lived client connections are never retired.
     let only = |o: &Origin| {
         format!(
-            "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
+            "keepalive_requests: 0\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
             o.addr
         )
     };
@@ -145,11 +153,24 @@ async fn sighup_reload_under_traffic_loses_nothing_and_bad_config_keeps_old() {
         loops.push(tokio::spawn(async move {
             let mut c = Conn::open(addr).await;
             let (mut ok, mut failed) = (0u32, 0u32);
+            let mut last = None;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match c.get("/").await.0.as_u16() {
+                let req = hyper::Request::get("/")
+                    .header("host", "x")
+                    .body(empty())
+                    .unwrap();
+                let resp = match c.send(req).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        panic!("after {ok} ok, {failed} failed: {e}; last response: {last:?}")
+                    }
+                };
+                let (status, headers, _) = collect(resp).await;
+                match status.as_u16() {
                     200 => ok += 1,
                     _ => failed += 1,
                 }
+                last = Some((status, headers));
             }
             (ok, failed)
         }));
@@ -165,7 +186,7 @@ async fn sighup_reload_under_traffic_loses_nothing_and_bad_config_keeps_old() {
     rewrite(
         &sg.config,
         addr,
-        "upstreams:\n  u:\n    servers: [{address: 'bad address'}]\n",
+        "keepalive_requests: 0\nupstreams:\n  u:\n    servers: [{address: 'bad address'}]\n",
     );
     signal(&sg.child, "-HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
