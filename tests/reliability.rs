@@ -378,7 +378,7 @@ async fn admin_reload_under_traffic_loses_nothing_and_bad_config_keeps_old() {
         std::fs::write(
             &tmp,
             format!(
-                "listen: 127.0.0.1:0\nadmin: {{listen: '127.0.0.1:0'}}\naccess_log: false\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
+                "listen: 127.0.0.1:0\nadmin: {{listen: '127.0.0.1:0'}}\naccess_log: false\nkeepalive_requests: 0\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
                 o.addr
             ),
         )
@@ -408,7 +408,8 @@ async fn admin_reload_under_traffic_loses_nothing_and_bad_config_keeps_old() {
                         let _ = collect(r).await;
                         ok += 1
                     }
-                    _ => failed += 1,
+                    Ok(_) => failed += 1,
+                    Err(e) => panic!("client connection lost after {ok} responses: {e}"),
                 }
             }
             (ok, failed)

@@ -157,6 +157,12 @@ pub async fn proxy(yaml: &str) -> Proxy {
         text.push_str("admin: {listen: '127.0.0.1:0'}\n");
     }
     text.push_str("access_log: false\n");
+    let top_level_set =
+        yaml.starts_with("keepalive_requests:") || yaml.contains("\nkeepalive_requests:");
+    if !top_level_set {
+        // Long request loops in tests must not be cut by the 1000-request default.
+        text.push_str("keepalive_requests: 0\n");
+    }
     text.push_str(yaml);
     let cfg = swarmgate::config::parse_config(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let app = App::new(cfg, None).unwrap();
