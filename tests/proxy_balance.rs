@@ -236,3 +236,46 @@ async fn routes_pick_upstreams_by_host_and_prefix() {
     .await;
     assert!(r.ends_with("a"), "{r}");
 }
+
+#[tokio::test]
+async fn chunked_responses_give_their_connection_back_to_the_pool() {
+    // No Content-Length: hyper sends the body chunked.
+    let o = origin(|_req| async {
+        let (tx, rx) = tokio::sync::mpsc::channel::<
+            Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+        >(2);
+        tokio::spawn(async move {
+            let _ = tx
+                .send(Ok(hyper::body::Frame::data(bytes::Bytes::from_static(
+                    b"chunk",
+                ))))
+                .await;
+        });
+        use http_body_util::BodyExt;
+        let body = http_body_util::StreamBody::new(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|f| (f, rx)) },
+        ))
+        .map_err(|e| match e {})
+        .boxed();
+        hyper::Response::new(body)
+    })
+    .await;
+    let p = proxy(&format!(
+        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
+        o.addr
+    ))
+    .await;
+    let mut c = Conn::open(p.addr).await;
+    for _ in 0..20 {
+        let (s, h, body) = c.get("/").await;
+        assert_eq!(s, 200);
+        assert!(h.get("content-length").is_none());
+        assert_eq!(body, "chunk");
+    }
+    assert_eq!(
+        o.accepts(),
+        1,
+        "chunked responses must not cost a connection each"
+    );
+}

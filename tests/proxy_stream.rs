@@ -284,3 +284,28 @@ async fn expect_100_continue_is_answered_and_body_forwarded() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.ends_with("3:96354"), "{resp}");
 }
+
+#[tokio::test]
+async fn uploads_reuse_pooled_upstream_connections() {
+    let o = checksum_origin().await;
+    let p = proxy(&format!(
+        "client_max_body_size: 4m\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
+        o.addr
+    ))
+    .await;
+    let mut c = Conn::open(p.addr).await;
+    for _ in 0..5 {
+        let req = hyper::Request::post("/up")
+            .header("host", "x")
+            .body(full(vec![7u8; 1 << 20]))
+            .unwrap();
+        let (s, _, body) = collect(c.send(req).await.unwrap()).await;
+        assert_eq!(s, 200);
+        assert!(body.starts_with(b"1048576:"), "{body:?}");
+    }
+    assert_eq!(
+        o.accepts(),
+        1,
+        "a pooled connection carries the next upload"
+    );
+}

@@ -99,7 +99,12 @@ fuzz_target!(|input: Input| {
             &[]
         }
         1 => {
-            headers::to_upstream(&mut h, [10, 0, 0, 1].into(), "http", keep_upgrade);
+            headers::to_upstream(
+                &mut h,
+                &headers::ip_value([10, 0, 0, 1].into()),
+                "http",
+                keep_upgrade,
+            );
             assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
             assert_eq!(h["x-real-ip"], "10.0.0.1");
             assert!(!h.contains_key("expect"));

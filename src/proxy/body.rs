@@ -254,6 +254,9 @@ pub struct Streamed {
     timeout: Duration,
     timer: IdleTimer,
     lease: Option<Lease>,
+    /// The upstream body ended cleanly. hyper's `Incoming::is_end_stream` never turns true for
+    /// a chunked body, so the end is recorded here to give the connection back to the pool.
+    done: bool,
 }
 
 /// The body of every response swarmgate sends to a client.
@@ -294,6 +297,7 @@ impl ResBody {
                 timeout,
                 timer: IdleTimer::default(),
                 lease,
+                done: false,
             }),
             guard: None,
         }
@@ -309,7 +313,7 @@ impl ResBody {
 impl Drop for Streamed {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
-            if self.inner.is_end_stream() {
+            if self.done || self.inner.is_end_stream() {
                 lease.release();
             }
         }
@@ -347,7 +351,10 @@ impl Body for ResBody {
                     }
                     Poll::Ready(Some(Err(BodyError::Upstream)))
                 }
-                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Ready(None) => {
+                    s.done = true;
+                    Poll::Ready(None)
+                }
                 Poll::Pending => {
                     if s.timer.expired(cx, s.timeout) {
                         s.lease = None;

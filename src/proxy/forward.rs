@@ -205,7 +205,9 @@ async fn attempt(
         };
         let mut conn = match pooled {
             Some(c) => c,
-            None => match connect(server, settings).await {
+            // Boxed: the dial (DNS, TCP, TLS) is a large future, and it would otherwise size every
+            // request future, which hyper keeps allocated per client connection.
+            None => match Box::pin(connect(server, settings)).await {
                 Ok(c) => c,
                 Err(e) => {
                     return Err(Failure {

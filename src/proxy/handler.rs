@@ -23,6 +23,8 @@ pub struct ConnCtx {
     pub peer: SocketAddr,
     /// `http` or `https` (for `X-Forwarded-Proto`).
     pub proto: &'static str,
+    /// `peer`'s IP as a header value (for `X-Forwarded-For` and `X-Real-IP`).
+    pub client_ip: http::HeaderValue,
     pub state: Arc<ConnState>,
 }
 
@@ -117,7 +119,7 @@ async fn proxy(
         && headers::connection_has(req.headers(), "upgrade");
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    headers::to_upstream(&mut parts.headers, cx.peer.ip(), cx.proto, upgrade);
+    headers::to_upstream(&mut parts.headers, &cx.client_ip, cx.proto, upgrade);
     let (body, body_status) = if body.is_end_stream() {
         (ReqBody::empty(), None)
     } else {

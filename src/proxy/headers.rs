@@ -114,22 +114,37 @@ fn content_length(v: &HeaderValue) -> Option<u64> {
 }
 
 /// Prepares a client request's headers for the upstream.
-pub fn to_upstream(headers: &mut HeaderMap, client_ip: IpAddr, proto: &'static str, upgrade: bool) {
+/// A client address as a header value; computed once per connection, cloned per request.
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(ip.to_string()))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Prepares a client request's headers for the upstream; `client_ip` comes from [`ip_value`].
+pub fn to_upstream(
+    headers: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    proto: &'static str,
+    upgrade: bool,
+) {
     normalize_framing(headers);
     strip_hop_by_hop(headers, upgrade);
     // The proxy answers `Expect: 100-continue` itself when it starts reading the body.
     headers.remove(header::EXPECT);
-    let ip = client_ip.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip.clone(),
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        Some(prev) if !prev.as_bytes().trim_ascii().is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + client_ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(client_ip.as_bytes());
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok()
+        }
+        _ => Some(client_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(X_REAL_IP.clone(), v);
-    }
+    headers.insert(X_REAL_IP.clone(), client_ip.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
 }
 
@@ -164,7 +179,12 @@ mod tests {
             ("x_under_score", "kept"),
             ("host", "a:1"),
         ]);
-        to_upstream(&mut h, "10.0.0.1".parse().unwrap(), "http", false);
+        to_upstream(
+            &mut h,
+            &ip_value("10.0.0.1".parse().unwrap()),
+            "http",
+            false,
+        );
         assert!(!h.contains_key("x-secret"));
         assert!(!h.contains_key("connection"));
         assert!(!h.contains_key("keep-alive"));
@@ -183,7 +203,12 @@ mod tests {
             ("connection", "Upgrade"),
             ("upgrade", "websocket"),
         ]);
-        to_upstream(&mut h, "10.0.0.1".parse().unwrap(), "https", true);
+        to_upstream(
+            &mut h,
+            &ip_value("10.0.0.1".parse().unwrap()),
+            "https",
+            true,
+        );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");

@@ -122,6 +122,7 @@ async fn serve(
         shared: ctx.shared.clone(),
         peer,
         proto,
+        client_ip: super::headers::ip_value(peer.ip()),
         state: state.clone(),
     });
     match &ctx.tls {

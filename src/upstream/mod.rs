@@ -179,11 +179,12 @@ impl Upstream {
         self.settings.load_full()
     }
 
-    /// Closes pooled connections that outlived `keepalive_timeout` (run periodically).
+    /// Closes pooled connections that outlived `keepalive_timeout` and trims each pool to
+    /// `keepalive` idle connections (run every second).
     pub fn reap_idle(&self, now: std::time::Instant) {
-        let timeout = self.settings.load().pool.idle_timeout;
+        let limits = self.settings.load().pool;
         for s in &self.set.load().servers {
-            s.pool.reap(now, timeout);
+            s.pool.reap(now, limits);
         }
     }
 }
