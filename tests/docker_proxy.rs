@@ -9,91 +9,19 @@
 //! replica leaves the proxy's server set).
 
 mod common;
+mod docker_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{collect, empty, Conn, Proxy};
 use hyper::Request;
 use swarmgate::upstream::Source;
 
-const IMAGE: &str = "swarmgate-replica:test";
-
-fn docker(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("docker {args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(format!(
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-async fn docker_async(args: &[&str]) -> String {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        docker(&refs)
-    })
-    .await
-    .expect("join")
-    .expect("docker command")
-}
-
-/// Whether the tests can run: engine reachable and replica image built (once per process).
-fn ready() -> bool {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = READY.get_or_init(|| {
-        docker(&["version", "--format", "{{.Server.Version}}"])?;
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/build-replica-image.sh"
-        );
-        let out = Command::new(script)
-            .output()
-            .map_err(|e| format!("{script}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{script} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(())
-    });
-    match r {
-        Ok(()) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("docker engine required with CI=true: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: no usable docker engine: {e}");
-            false
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{}-{:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        nanos & 0xffff
-    )
-}
+use docker_support::{docker, docker_async, endpoint, median, ready, unique, IMAGE};
 
 /// Containers and the network of one test, removed on drop (also when the test fails).
 struct Fixture {
@@ -145,10 +73,6 @@ impl Drop for Fixture {
         }
         let _ = docker(&["network", "rm", &self.net]);
     }
-}
-
-fn endpoint() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
 }
 
 /// An upstream `kuscia` fed by Docker discovery on `net`; `extra` is added to the upstream
@@ -415,11 +339,6 @@ async fn bad_docker_endpoint_keeps_static_servers_serving() {
     assert!(metrics.contains(&line), "missing {line:?} in /metrics");
     let (status, _, _) = common::get(admin, "/readyz").await;
     assert_eq!(status, 200, "ready: the static server is selectable");
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn summary(v: &[Duration]) -> String {
