@@ -23,11 +23,7 @@ async fn echo_origin() -> RawOrigin {
 }
 
 async fn proxy_to(o: &RawOrigin) -> Proxy {
-    proxy(&format!(
-        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
-    ))
-    .await
+    proxy(&one_upstream(o.addr)).await
 }
 
 /// Sends `bytes` raw and returns what came back (until close or quiet).

@@ -9,12 +9,6 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_swarmgate");
 
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("swarmgate-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn check(yaml: &str, tag: &str) -> (bool, String) {
     let path = tmpdir(tag).join("c.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -58,14 +52,6 @@ fn check_validates_like_nginx_t() {
     );
 }
 
-/// A free port, reserved only until the caller binds it.
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 struct Running {
     child: Child,
     addr: SocketAddr,
@@ -77,15 +63,6 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }
 
 async fn start(tag: &str, body: &str) -> Running {

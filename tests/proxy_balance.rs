@@ -261,11 +261,7 @@ async fn chunked_responses_give_their_connection_back_to_the_pool() {
         hyper::Response::new(body)
     })
     .await;
-    let p = proxy(&format!(
-        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
-    ))
-    .await;
+    let p = proxy(&one_upstream(o.addr)).await;
     let mut c = Conn::open(p.addr).await;
     for _ in 0..20 {
         let (s, h, body) = c.get("/").await;

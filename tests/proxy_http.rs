@@ -26,11 +26,7 @@ async fn echo_headers() -> Origin {
 #[tokio::test]
 async fn request_headers_follow_the_rules() {
     let o = echo_headers().await;
-    let p = proxy(&format!(
-        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
-    ))
-    .await;
+    let p = proxy(&one_upstream(o.addr)).await;
     let r = raw(
         p.addr,
         b"GET /path?q=1 HTTP/1.1\r\nHost: Example.COM:8443\r\nConnection: close, X-Private\r\nX-Private: 1\r\nKeep-Alive: timeout=9\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nX_Under_Score: kept\r\nX-Forwarded-For: 203.0.113.7\r\nX-Real-IP: 1.1.1.1\r\n\r\n",
@@ -74,11 +70,7 @@ async fn request_headers_follow_the_rules() {
 #[tokio::test]
 async fn absolute_form_target_sets_host_and_missing_host_is_400() {
     let o = echo_headers().await;
-    let p = proxy(&format!(
-        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
-    ))
-    .await;
+    let p = proxy(&one_upstream(o.addr)).await;
     let r = raw(
         p.addr,
         b"GET http://real.example:81/a HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
@@ -118,11 +110,7 @@ async fn absolute_form_target_sets_host_and_missing_host_is_400() {
 #[tokio::test]
 async fn http10_client_without_host_is_served() {
     let o = echo_headers().await;
-    let p = proxy(&format!(
-        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
-    ))
-    .await;
+    let p = proxy(&one_upstream(o.addr)).await;
     let r = raw(p.addr, b"GET /old HTTP/1.0\r\n\r\n", Duration::from_secs(3)).await;
     assert!(r.starts_with("HTTP/1.0 200"), "{r}");
     let lower = r.to_ascii_lowercase();
@@ -139,11 +127,7 @@ async fn http10_client_without_host_is_served() {
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
     let o = origin(|req| async move { text(200, req.uri().path().to_owned()) }).await;
-    let p = proxy(&format!(
-        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
-    ))
-    .await;
+    let p = proxy(&one_upstream(o.addr)).await;
     let r = raw(
         p.addr,
         b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\nGET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -186,11 +170,7 @@ async fn websocket_upgrade_tunnels_both_ways() {
         r
     })
     .await;
-    let p = proxy(&format!(
-        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
-    ))
-    .await;
+    let p = proxy(&one_upstream(o.addr)).await;
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         .await

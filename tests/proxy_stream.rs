@@ -40,11 +40,7 @@ async fn first_response_chunk_reaches_client_before_upstream_finishes() {
         }
     })
     .await;
-    let p = proxy(&format!(
-        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
-    ))
-    .await;
+    let p = proxy(&one_upstream(o.addr)).await;
     let mut c = Conn::open(p.addr).await;
     let req = hyper::Request::get("/")
         .header("host", "x")
@@ -86,11 +82,7 @@ async fn request_body_streams_upstream_before_client_finishes() {
         }
     })
     .await;
-    let p = proxy(&format!(
-        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
-    ))
-    .await;
+    let p = proxy(&one_upstream(o.addr)).await;
     let mut c = Conn::open(p.addr).await;
     let (tx, body) = channel_body();
     let req = hyper::Request::post("/up")
@@ -258,11 +250,7 @@ async fn sixty_four_mib_upload_and_download_arrive_intact() {
 #[tokio::test]
 async fn expect_100_continue_is_answered_and_body_forwarded() {
     let o = checksum_origin().await;
-    let p = proxy(&format!(
-        "upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
-    ))
-    .await;
+    let p = proxy(&one_upstream(o.addr)).await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")

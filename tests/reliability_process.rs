@@ -17,13 +17,6 @@ use tokio::net::TcpStream;
 const BIN: &str = env!("CARGO_BIN_EXE_swarmgate");
 const REPLICA: &str = env!("CARGO_BIN_EXE_swarmgate-replica");
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 struct Proc(Child);
 
 impl Drop for Proc {
@@ -31,15 +24,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }
 
 async fn wait_listening(addr: SocketAddr) {

@@ -241,3 +241,33 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// `upstreams: {u: {servers: [addr]}}`: one upstream with one server.
+pub fn one_upstream(addr: impl std::fmt::Display) -> String {
+    format!("upstreams:\n  u:\n    servers: [{{address: '{addr}'}}]\n")
+}
+
+/// A temporary directory unique to this test process and `tag`.
+pub fn tmpdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("swarmgate-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A free port, reserved only until the caller binds it.
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Sends `sig` (e.g. `-HUP`) to a child process.
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}

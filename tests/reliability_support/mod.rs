@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -316,11 +315,4 @@ pub async fn read_until_quiet(s: &mut TcpStream, wait: Duration) -> (Vec<u8>, bo
             Err(_) => return (out, false),
         }
     }
-}
-
-/// A temporary directory unique to this test process and `tag`.
-pub fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("swarmgate-rel-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
