@@ -150,3 +150,55 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 pub fn metrics() -> &'static Metrics {
     &METRICS
 }
+
+/// Handles of one server's `swarmgate_requests_total` series by status code, so that counting a
+/// response costs an uncontended lock and a scan of a few entries instead of hashing three
+/// label values. A server belongs to one upstream; its handles die with it.
+#[derive(Debug, Default)]
+pub struct CodeCounters(Mutex<Vec<(u16, prometheus::IntCounter)>>);
+
+impl CodeCounters {
+    /// At most this many codes are kept per server (the rest take the hashed path).
+    const KEEP: usize = 16;
+
+    pub fn inc(&self, upstream: &str, server: &str, status: u16, code: &str) {
+        let mut codes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = codes.iter().find(|(s, _)| *s == status) {
+            c.inc();
+            return;
+        }
+        let c = metrics()
+            .requests_total
+            .with_label_values(&[upstream, server, code]);
+        c.inc();
+        if codes.len() < Self::KEEP {
+            codes.push((status, c));
+        }
+    }
+}
+
+/// Handles of one upstream's series, made on first use.
+#[derive(Debug, Default)]
+pub struct UpstreamSeries {
+    duration: std::sync::OnceLock<prometheus::Histogram>,
+    retries: std::sync::OnceLock<prometheus::IntCounter>,
+}
+
+impl UpstreamSeries {
+    pub fn duration(&self, upstream: &str) -> &prometheus::Histogram {
+        self.duration
+            .get_or_init(|| metrics().request_duration.with_label_values(&[upstream]))
+    }
+
+    pub fn retries(&self, upstream: &str) -> &prometheus::IntCounter {
+        self.retries
+            .get_or_init(|| metrics().retries_total.with_label_values(&[upstream]))
+    }
+}
+
+/// `swarmgate_bytes_total{direction="out"}`.
+pub fn bytes_out() -> &'static prometheus::IntCounter {
+    static OUT: LazyLock<prometheus::IntCounter> =
+        LazyLock::new(|| metrics().bytes_total.with_label_values(&["out"]));
+    &OUT
+}

@@ -105,6 +105,13 @@ impl<T> TimedIo<T> {
         }
     }
 
+    fn arm(&mut self, deadline: Instant) {
+        self.sleep
+            .as_mut()
+            .reset(tokio::time::Instant::from_std(deadline));
+        self.armed = Some(deadline);
+    }
+
     fn deadline(&mut self) -> Option<Instant> {
         let requests = self.state.requests.load(Ordering::Relaxed);
         if matches!(self.head, Some((_, seq)) if seq != requests) {
@@ -154,17 +161,21 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                         }
                     }
                 };
-                if Instant::now() >= deadline {
+                let now = Instant::now();
+                if now >= deadline {
                     return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
                 }
-                if this.armed != Some(deadline) {
-                    this.sleep
-                        .as_mut()
-                        .reset(tokio::time::Instant::from_std(deadline));
-                    this.armed = Some(deadline);
+                // The timer is moved only to an earlier moment: after each response the idle
+                // deadline moves later, and re-registering a timer per request costs more than
+                // letting an early one fire once and arming it again for the real deadline.
+                if this.armed.is_none_or(|a| deadline < a) {
+                    this.arm(deadline);
                 }
-                if this.sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+                while this.sleep.as_mut().poll(cx).is_ready() {
+                    if this.armed.is_some_and(|a| a >= deadline) {
+                        return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+                    }
+                    this.arm(deadline);
                 }
                 Poll::Pending
             }

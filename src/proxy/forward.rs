@@ -218,7 +218,7 @@ async fn attempt(
                 }
             },
         };
-        if conn.reused {
+        if conn.reused && !ready_now(&mut conn.tx) {
             match tokio::time::timeout(Duration::from_secs(1), conn.tx.ready()).await {
                 Ok(Ok(())) => {}
                 _ => continue,
@@ -278,6 +278,13 @@ async fn attempt(
             }
         }
     }
+}
+
+/// Whether a pooled connection can take a request right away (the usual case), checked without
+/// arming a timer.
+fn ready_now(tx: &mut hyper::client::conn::http1::SendRequest<ReqBody>) -> bool {
+    use futures_util::FutureExt as _;
+    matches!(tx.ready().now_or_never(), Some(Ok(())))
 }
 
 /// Why waiting for a response head gave up.

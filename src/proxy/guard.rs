@@ -2,7 +2,7 @@
 //! the access-log line, counts the metrics and releases the in-flight counts.
 
 use super::conn::ConnState;
-use crate::metrics::metrics;
+use crate::metrics;
 use crate::upstream::{Server, Upstream};
 use http::Method;
 use std::sync::atomic::Ordering;
@@ -61,9 +61,8 @@ impl RequestGuard {
     pub fn set_status(&mut self, status: u16) {
         self.status = status;
         if let Some(u) = &self.upstream {
-            metrics()
-                .request_duration
-                .with_label_values(&[u.name.as_str()])
+            u.series
+                .duration(&u.name)
                 .observe(self.start.elapsed().as_secs_f64());
         }
     }
@@ -88,24 +87,25 @@ impl RequestGuard {
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         self.conn.end();
-        let m = metrics();
-        m.bytes_total.with_label_values(&["out"]).inc_by(self.bytes);
+        metrics::bytes_out().inc_by(self.bytes);
         let upstream = self.upstream.as_ref().map_or("", |u| u.name.as_str());
         let server = self.server.as_ref().map_or("", |s| s.label.as_str());
         if let Some(s) = &self.server {
             s.active.fetch_sub(1, Ordering::Relaxed);
         }
-        if !upstream.is_empty() {
+        if let Some(u) = &self.upstream {
             let code = http::StatusCode::from_u16(self.status);
             let code = code.as_ref().map_or("000", |s| s.as_str());
-            m.requests_total
-                .with_label_values(&[upstream, server, code])
-                .inc();
+            match &self.server {
+                Some(s) => s.responses.inc(upstream, server, self.status, code),
+                None => metrics::metrics()
+                    .requests_total
+                    .with_label_values(&[upstream, "", code])
+                    .inc(),
+            }
             let retries = self.retries + self.tries.saturating_sub(1);
             if retries > 0 {
-                m.retries_total
-                    .with_label_values(&[upstream])
-                    .inc_by(u64::from(retries));
+                u.series.retries(upstream).inc_by(u64::from(retries));
             }
         }
         if let Some((method, target)) = &self.log {

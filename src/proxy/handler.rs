@@ -42,7 +42,10 @@ pub async fn handle(
         (req.method().clone(), target)
     });
     let mut guard = RequestGuard::begin(cx.state.clone(), log);
-    let mut resp = match proxy(req, &cx, &rt, &mut guard).await {
+    // Boxed: hyper keeps the handler's future in a per-connection allocation for the
+    // connection's whole life; the forwarding state (~6 KB) is only needed while a request is
+    // in flight, so an idle keepalive connection holds a few hundred bytes instead.
+    let mut resp = match Box::pin(proxy(req, &cx, &rt, &mut guard)).await {
         Ok(r) => r,
         Err(e) => {
             guard.set_error(&e);

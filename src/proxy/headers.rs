@@ -25,6 +25,56 @@ fn hop_by_hop() -> [&'static HeaderName; 7] {
     ]
 }
 
+/// What a header map holds that the rules act on, found in one pass over its names: most
+/// messages carry none of it, and a pass over a handful of names is cheaper than a hashed
+/// lookup per rule.
+#[derive(Debug, Default, Clone, Copy)]
+struct Scan {
+    /// Bit `i` set: `hop_by_hop()[i]` is present.
+    hop: u8,
+    content_length: bool,
+    expect: bool,
+    forwarded_for: bool,
+}
+
+impl Scan {
+    fn of(headers: &HeaderMap) -> Scan {
+        let mut s = Scan::default();
+        let hop = hop_by_hop();
+        for name in headers.keys() {
+            if name == header::CONTENT_LENGTH {
+                s.content_length = true;
+            } else if name == header::EXPECT {
+                s.expect = true;
+            } else if name == X_FORWARDED_FOR {
+                s.forwarded_for = true;
+            } else if let Some(i) = hop.iter().position(|h| *h == name) {
+                s.hop |= 1 << i;
+            }
+        }
+        s
+    }
+
+    fn has(&self, hop_index: usize) -> bool {
+        self.hop & (1 << hop_index) != 0
+    }
+}
+
+/// Index of `Connection`, `Transfer-Encoding` and `Upgrade` in [`hop_by_hop`].
+const CONNECTION_BIT: usize = 0;
+const TRANSFER_ENCODING_BIT: usize = 5;
+const UPGRADE_BIT: usize = 6;
+
+/// Tokens of `Connection` that name no field to remove beyond the hop-by-hop ones (the usual
+/// `close` and `keep-alive`), so the common case allocates nothing.
+fn names_other_field(token: &[u8]) -> bool {
+    !(token.eq_ignore_ascii_case(b"keep-alive")
+        || token.eq_ignore_ascii_case(b"close")
+        || hop_by_hop()
+            .iter()
+            .any(|h| token.eq_ignore_ascii_case(h.as_str().as_bytes())))
+}
+
 /// The comma-separated tokens of every `Connection` field, trimmed, as raw bytes (a value that
 /// is not valid UTF-8 still names the fields around its bad bytes).
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
@@ -44,20 +94,32 @@ pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// Removes the fields named in `Connection`, then the hop-by-hop ones. With `keep_upgrade`,
 /// `Upgrade` survives and `Connection: upgrade` is set again.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = connection_tokens(headers)
-            .filter_map(|t| HeaderName::from_bytes(t).ok())
-            .filter(|n| !(keep_upgrade && *n == header::UPGRADE))
-            .collect();
+    let scan = Scan::of(headers);
+    strip_scanned(headers, scan, keep_upgrade);
+}
+
+fn strip_scanned(headers: &mut HeaderMap, scan: Scan, keep_upgrade: bool) {
+    if scan.hop == 0 {
+        return;
+    }
+    if scan.has(CONNECTION_BIT) {
+        let mut named: Vec<HeaderName> = Vec::new();
+        for t in connection_tokens(headers) {
+            if names_other_field(t) {
+                if let Ok(n) = HeaderName::from_bytes(t) {
+                    named.push(n);
+                }
+            }
+        }
         for n in named {
             headers.remove(n);
         }
     }
-    let upgrade = keep_upgrade
+    let upgrade = (keep_upgrade && scan.has(UPGRADE_BIT))
         .then(|| headers.remove(header::UPGRADE))
         .flatten();
-    for h in hop_by_hop() {
-        if headers.contains_key(h) {
+    for (i, h) in hop_by_hop().into_iter().enumerate() {
+        if scan.has(i) {
             headers.remove(h);
         }
     }
@@ -72,7 +134,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// Differing lengths cannot reach here (hyper rejects them in both directions), but if they
 /// did, all are dropped rather than one picked.
 pub fn normalize_framing(headers: &mut HeaderMap) {
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    let scan = Scan::of(headers);
+    normalize_scanned(headers, scan);
+}
+
+fn normalize_scanned(headers: &mut HeaderMap, scan: Scan) {
+    if !scan.content_length {
+        return;
+    }
+    if scan.has(TRANSFER_ENCODING_BIT) {
         headers.remove(header::CONTENT_LENGTH);
         return;
     }
@@ -113,7 +183,6 @@ fn content_length(v: &HeaderValue) -> Option<u64> {
     out
 }
 
-/// Prepares a client request's headers for the upstream.
 /// A client address as a header value; computed once per connection, cloned per request.
 pub fn ip_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_maybe_shared(bytes::Bytes::from(ip.to_string()))
@@ -127,11 +196,18 @@ pub fn to_upstream(
     proto: &'static str,
     upgrade: bool,
 ) {
-    normalize_framing(headers);
-    strip_hop_by_hop(headers, upgrade);
-    // The proxy answers `Expect: 100-continue` itself when it starts reading the body.
-    headers.remove(header::EXPECT);
-    let xff = match headers.get(&X_FORWARDED_FOR) {
+    let scan = Scan::of(headers);
+    normalize_scanned(headers, scan);
+    strip_scanned(headers, scan, upgrade);
+    if scan.expect {
+        // The proxy answers `Expect: 100-continue` itself when it starts reading the body.
+        headers.remove(header::EXPECT);
+    }
+    let prev = scan
+        .forwarded_for
+        .then(|| headers.get(&X_FORWARDED_FOR))
+        .flatten();
+    let xff = match prev {
         Some(prev) if !prev.as_bytes().trim_ascii().is_empty() => {
             let mut v = Vec::with_capacity(prev.len() + 2 + client_ip.len());
             v.extend_from_slice(prev.as_bytes());
@@ -150,8 +226,9 @@ pub fn to_upstream(
 
 /// Prepares an upstream response's headers for the client.
 pub fn to_client(headers: &mut HeaderMap, upgrade: bool) {
-    normalize_framing(headers);
-    strip_hop_by_hop(headers, upgrade);
+    let scan = Scan::of(headers);
+    normalize_scanned(headers, scan);
+    strip_scanned(headers, scan, upgrade);
 }
 
 #[cfg(test)]
@@ -212,6 +289,20 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn connection_keepalive_and_close_tokens_remove_only_hop_fields() {
+        let mut h = map(&[
+            ("connection", "Keep-Alive"),
+            ("connection", "CLOSE, x-a"),
+            ("keep-alive", "timeout=5"),
+            ("x-a", "1"),
+            ("x-b", "2"),
+        ]);
+        to_client(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-b"], "2");
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct Upstream {
     settings: ArcSwap<Settings>,
     set: ArcSwap<ServerSet>,
     members: Mutex<Members>,
+    /// Its per-upstream metric series.
+    pub series: crate::metrics::UpstreamSeries,
 }
 
 impl Upstream {
@@ -82,6 +84,7 @@ impl Upstream {
             settings: ArcSwap::from_pointee(settings),
             set: ArcSwap::from_pointee(ServerSet::empty()),
             members: Mutex::new(Members::default()),
+            series: crate::metrics::UpstreamSeries::default(),
         };
         up.set_statics(config);
         up

@@ -64,6 +64,8 @@ pub struct Server {
     /// Cached resolution of a hostname address; cleared on connect failure.
     resolved: Mutex<Option<SocketAddr>>,
     pub last_check: Mutex<LastCheck>,
+    /// Its `swarmgate_requests_total` series by status code.
+    pub responses: crate::metrics::CodeCounters,
 }
 
 impl Server {
@@ -82,6 +84,7 @@ impl Server {
             pool: Pool::default(),
             resolved: Mutex::new(None),
             last_check: Mutex::new(LastCheck::default()),
+            responses: crate::metrics::CodeCounters::default(),
         }
     }
 
