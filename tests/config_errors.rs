@@ -69,3 +69,29 @@ fn defaults_follow_nginx_and_kuscia() {
     assert_eq!(u.servers[0].fail_timeout.as_secs(), 10);
     assert_eq!(u.servers[0].address.host, "replica");
 }
+
+#[test]
+fn read_buffers_default_to_256k_and_refuse_below_hypers_minimum() {
+    let c = parse_config("upstreams:\n  a:\n    servers: [{address: 127.0.0.1:1}]\n").unwrap();
+    assert_eq!(c.client.read_buffer_size, 256 << 10);
+    assert_eq!(c.upstreams[0].read_buffer_size, 256 << 10);
+    let c = parse_config(
+        "client_body_buffer_size: 16k\nupstreams:\n  a:\n    proxy_buffer_size: 1m\n    servers: [{address: 127.0.0.1:1}]\n",
+    )
+    .unwrap();
+    assert_eq!(c.client.read_buffer_size, 16 << 10);
+    assert_eq!(c.upstreams[0].read_buffer_size, 1 << 20);
+    let e = err(
+        "client_body_buffer_size: 4k\nupstreams:\n  a:\n    servers: [{address: 127.0.0.1:1}]\n",
+    );
+    assert!(
+        e.contains("client_body_buffer_size") && e.contains("at least 8k") && e.contains("line 1"),
+        "{e}"
+    );
+    let e =
+        err("upstreams:\n  a:\n    proxy_buffer_size: 1k\n    servers: [{address: 127.0.0.1:1}]\n");
+    assert!(
+        e.contains("upstreams.a.proxy_buffer_size") && e.contains("line 3"),
+        "{e}"
+    );
+}

@@ -54,6 +54,10 @@ pub struct ClientLimits {
     pub keepalive_requests: u64,
     /// `large_client_header_buffers`: largest request head, bytes (431 above). Default 64 KiB.
     pub max_header_size: usize,
+    /// `client_body_buffer_size`: largest single read from a client connection while a request
+    /// body streams. Default 256 KiB. hyper keeps a connection's read buffer at the largest size
+    /// it reached, so a connection that streamed a large body holds up to this much.
+    pub read_buffer_size: usize,
     /// `max_headers`: most header fields in a request (431 above). Default 100.
     pub max_headers: usize,
     /// `max_uri_length`: longest request target, bytes (414 above). Default 8 KiB.
@@ -128,6 +132,10 @@ pub struct UpstreamConfig {
     pub next_upstream_tries: u32,
     /// `max_response_header_size`: largest response head accepted (502 above). Default 64 KiB.
     pub max_response_header_size: usize,
+    /// `proxy_buffer_size`: largest single read from an upstream connection while a response
+    /// body streams (nothing is buffered beyond it). Default 256 KiB; kept per pooled connection
+    /// once reached.
+    pub read_buffer_size: usize,
     /// `when_all_down`: `fail` (default) or `try_all`.
     pub when_all_down: WhenAllDown,
     /// Static servers.

@@ -82,6 +82,7 @@ pub struct RawConfig {
     pub keepalive_timeout: Option<Dur>,
     pub keepalive_requests: Option<u64>,
     pub large_client_header_buffers: Option<Size>,
+    pub client_body_buffer_size: Option<Size>,
     pub max_headers: Option<usize>,
     pub max_uri_length: Option<Size>,
     pub max_connections: Option<usize>,
@@ -120,6 +121,7 @@ pub struct RawUpstream {
     pub send_timeout: Option<Dur>,
     pub next_upstream_tries: Option<u32>,
     pub max_response_header_size: Option<Size>,
+    pub proxy_buffer_size: Option<Size>,
     pub when_all_down: Option<WhenAllDown>,
     #[serde(default)]
     pub servers: Vec<RawServer>,

@@ -154,7 +154,7 @@ async fn drive<I>(
         .keep_alive(true)
         .max_headers(limits.max_headers)
         .max_header_size(limits.max_header_size)
-        .max_buf_size(limits.max_header_size.max(64 << 10));
+        .max_buf_size(limits.max_header_size.max(limits.read_buffer_size));
     let conn = builder.serve_connection(io, svc).with_upgrades();
     tokio::pin!(conn);
     let res = tokio::select! {

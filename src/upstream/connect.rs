@@ -62,7 +62,7 @@ pub async fn connect(server: &Arc<Server>, settings: &Settings) -> Result<Conn, 
     let mut builder = hyper::client::conn::http1::Builder::new();
     builder
         .max_header_size(cfg.max_response_header_size)
-        .max_buf_size(cfg.max_response_header_size.max(64 << 10));
+        .max_buf_size(cfg.max_response_header_size.max(cfg.read_buffer_size));
     let tx = match io {
         Io::Plain(s) => spawn_driver(server, builder.handshake(TokioIo::new(s)).await),
         Io::Tls(s) => spawn_driver(server, builder.handshake(TokioIo::new(s)).await),
