@@ -152,26 +152,29 @@ pub fn metrics() -> &'static Metrics {
 }
 
 /// Handles of one server's `swarmgate_requests_total` series by status code, so that counting a
-/// response costs an uncontended lock and a scan of a few entries instead of hashing three
-/// label values. A server belongs to one upstream; its handles die with it.
+/// response costs a shared read lock and a scan of a few entries instead of hashing three label
+/// values. A server belongs to one upstream; its handles die with it.
 #[derive(Debug, Default)]
-pub struct CodeCounters(Mutex<Vec<(u16, prometheus::IntCounter)>>);
+pub struct CodeCounters(std::sync::RwLock<Vec<(u16, prometheus::IntCounter)>>);
 
 impl CodeCounters {
     /// At most this many codes are kept per server (the rest take the hashed path).
     const KEEP: usize = 16;
 
     pub fn inc(&self, upstream: &str, server: &str, status: u16, code: &str) {
-        let mut codes = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, c)) = codes.iter().find(|(s, _)| *s == status) {
-            c.inc();
-            return;
+        {
+            let codes = self.0.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, c)) = codes.iter().find(|(s, _)| *s == status) {
+                c.inc();
+                return;
+            }
         }
         let c = metrics()
             .requests_total
             .with_label_values(&[upstream, server, code]);
         c.inc();
-        if codes.len() < Self::KEEP {
+        let mut codes = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if codes.len() < Self::KEEP && !codes.iter().any(|(s, _)| *s == status) {
             codes.push((status, c));
         }
     }
