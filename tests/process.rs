@@ -115,12 +115,7 @@ async fn sighup_reload_under_traffic_loses_nothing_and_bad_config_keeps_old() {
     let a = named("a").await;
     let b = named("b").await;
     // keepalive_requests: 0 so that the long-lived client connections are never retired.
-    let only = |o: &Origin| {
-        format!(
-            "keepalive_requests: 0\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-            o.addr
-        )
-    };
+    let only = |o: &Origin| format!("keepalive_requests: 0\n{}", one_upstream(o.addr));
     let mut sg = start("hup", &only(&a)).await;
     let addr = sg.addr;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -190,10 +185,7 @@ async fn sigterm_lets_the_slow_request_finish_and_exits_zero() {
     .await;
     let mut sg = start(
         "term",
-        &format!(
-            "shutdown_timeout: 10s\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-            slow.addr
-        ),
+        &format!("shutdown_timeout: 10s\n{}", one_upstream(slow.addr)),
     )
     .await;
     let addr = sg.addr;

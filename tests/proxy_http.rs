@@ -201,11 +201,7 @@ async fn websocket_upgrade_tunnels_both_ways() {
 #[tokio::test]
 async fn keepalive_requests_closes_client_connection_after_limit() {
     let o = named("a").await;
-    let p = proxy(&format!(
-        "keepalive_requests: 3\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
-    ))
-    .await;
+    let p = proxy(&format!("keepalive_requests: 3\n{}", one_upstream(o.addr))).await;
     let r = raw(
         p.addr,
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -224,8 +220,8 @@ async fn keepalive_requests_closes_client_connection_after_limit() {
 async fn client_header_timeout_closes_slow_heads_but_idle_keepalive_lives_longer() {
     let o = named("a").await;
     let p = proxy(&format!(
-        "client_header_timeout: 300ms\nkeepalive_timeout: 5s\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
+        "client_header_timeout: 300ms\nkeepalive_timeout: 5s\n{}",
+        one_upstream(o.addr)
     ))
     .await;
     // A slow head: closed after the header timeout, well before the keepalive timeout.

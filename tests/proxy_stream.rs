@@ -106,8 +106,8 @@ async fn request_body_streams_upstream_before_client_finishes() {
 async fn declared_body_over_limit_is_413_without_contacting_upstream() {
     let o = named("a").await;
     let p = proxy(&format!(
-        "client_max_body_size: 1k\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
+        "client_max_body_size: 1k\n{}",
+        one_upstream(o.addr)
     ))
     .await;
     let r = raw(
@@ -141,8 +141,8 @@ async fn chunked_body_growing_past_limit_is_refused() {
     })
     .await;
     let p = proxy(&format!(
-        "client_max_body_size: 1k\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
+        "client_max_body_size: 1k\n{}",
+        one_upstream(o.addr)
     ))
     .await;
     let chunk = "x".repeat(600);
@@ -277,8 +277,8 @@ async fn expect_100_continue_is_answered_and_body_forwarded() {
 async fn uploads_reuse_pooled_upstream_connections() {
     let o = checksum_origin().await;
     let p = proxy(&format!(
-        "client_max_body_size: 4m\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
+        "client_max_body_size: 4m\n{}",
+        one_upstream(o.addr)
     ))
     .await;
     let mut c = Conn::open(p.addr).await;

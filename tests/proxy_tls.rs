@@ -147,10 +147,10 @@ async fn tls_listener_serves_http11() {
     let pki = pki("listen");
     let o = named("a").await;
     let p = proxy(&format!(
-        "tls: {{cert: '{}', key: '{}'}}\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
+        "tls: {{cert: '{}', key: '{}'}}\n{}",
         pki.dir.join("cert.pem").display(),
         pki.dir.join("key.pem").display(),
-        o.addr
+        one_upstream(o.addr)
     ))
     .await;
     let mut roots = rustls::RootCertStore::empty();

@@ -378,8 +378,8 @@ async fn admin_reload_under_traffic_loses_nothing_and_bad_config_keeps_old() {
         std::fs::write(
             &tmp,
             format!(
-                "listen: 127.0.0.1:0\nadmin: {{listen: '127.0.0.1:0'}}\naccess_log: false\nkeepalive_requests: 0\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-                o.addr
+                "listen: 127.0.0.1:0\nadmin: {{listen: '127.0.0.1:0'}}\naccess_log: false\nkeepalive_requests: 0\n{}",
+                one_upstream(o.addr)
             ),
         )
         .unwrap();

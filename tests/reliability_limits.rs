@@ -14,11 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn proxy_with(limits: &str, o: &Origin) -> Proxy {
-    proxy(&format!(
-        "{limits}upstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-        o.addr
-    ))
-    .await
+    proxy(&format!("{limits}{}", one_upstream(o.addr))).await
 }
 
 #[tokio::test]

@@ -128,10 +128,7 @@ async fn sigterm_closes_idle_keepalive_at_once_and_exits_early() {
     let o = named("a").await;
     let (mut sg, addr) = swarmgate(
         "term-idle",
-        &format!(
-            "shutdown_timeout: 20s\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-            o.addr
-        ),
+        &format!("shutdown_timeout: 20s\n{}", one_upstream(o.addr)),
     )
     .await;
     let mut idle = TcpStream::connect(addr).await.unwrap();
@@ -181,10 +178,7 @@ async fn sigterm_cuts_requests_past_the_grace_period_and_exits_zero() {
     .await;
     let (mut sg, addr) = swarmgate(
         "term-grace",
-        &format!(
-            "shutdown_timeout: 1s\nupstreams:\n  u:\n    servers: [{{address: '{}'}}]\n",
-            slow.addr
-        ),
+        &format!("shutdown_timeout: 1s\n{}", one_upstream(slow.addr)),
     )
     .await;
     let mut s = TcpStream::connect(addr).await.unwrap();
