@@ -130,16 +130,7 @@ async fn declared_body_over_limit_is_413_without_contacting_upstream() {
 
 #[tokio::test]
 async fn chunked_body_growing_past_limit_is_refused() {
-    let o = origin(|req| async move {
-        let n = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes().len())
-            .unwrap_or(0);
-        text(200, n.to_string())
-    })
-    .await;
+    let o = body_length_origin().await;
     let p = proxy(&format!(
         "client_max_body_size: 1k\n{}",
         one_upstream(o.addr)

@@ -100,23 +100,7 @@ async fn replica_killed_under_load_fails_no_idempotent_request_and_replays_no_po
     .await;
     let addr = p.addr;
     let stop = Arc::new(AtomicBool::new(false));
-    let mut gets = Vec::new();
-    for _ in 0..4 {
-        let stop = stop.clone();
-        gets.push(tokio::spawn(async move {
-            let mut c = Conn::open(addr).await;
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            while !stop.load(Ordering::Relaxed) {
-                let (s, _, body) = c.get("/").await;
-                if s == 200 {
-                    ok += 1;
-                } else {
-                    failed.push((s, body));
-                }
-            }
-            (ok, failed)
-        }));
-    }
+    let gets = GetLoops::start(addr, 4, "/");
     let post_stop = stop.clone();
     let poster = tokio::spawn(async move {
         let mut c = Conn::open(addr).await;
@@ -183,12 +167,8 @@ async fn replica_killed_under_load_fails_no_idempotent_request_and_replays_no_po
     a.kill();
     tokio::time::sleep(Duration::from_millis(900)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut ok = 0;
-    for g in gets {
-        let (o, failed) = g.await.unwrap();
-        assert!(failed.is_empty(), "failed GETs: {failed:?}");
-        ok += o;
-    }
+    let (ok, failed) = gets.finish().await;
+    assert!(failed.is_empty(), "failed GETs: {failed:?}");
     let (sent, statuses) = poster.await.unwrap();
     assert!(ok > 100, "{ok} GETs");
     assert!(sent > 5, "{sent} POSTs");
@@ -387,34 +367,7 @@ async fn admin_reload_under_traffic_loses_nothing_and_bad_config_keeps_old() {
     };
     write(&a);
     let (app, addr, admin, task) = proxy_from_file(&path).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut loops = Vec::new();
-    for _ in 0..4 {
-        let stop = stop.clone();
-        loops.push(tokio::spawn(async move {
-            let mut c = Conn::open(addr).await;
-            let (mut ok, mut failed) = (0u32, 0u32);
-            while !stop.load(Ordering::Relaxed) {
-                match c
-                    .send(
-                        hyper::Request::get("/")
-                            .header("host", "t")
-                            .body(empty())
-                            .unwrap(),
-                    )
-                    .await
-                {
-                    Ok(r) if r.status() == 200 => {
-                        let _ = collect(r).await;
-                        ok += 1
-                    }
-                    Ok(_) => failed += 1,
-                    Err(e) => panic!("client connection lost after {ok} responses: {e}"),
-                }
-            }
-            (ok, failed)
-        }));
-    }
+    let loops = GetLoops::start(addr, 4, "/");
     for i in 0..8 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         write(if i % 2 == 0 { &b } else { &a });
@@ -431,14 +384,8 @@ async fn admin_reload_under_traffic_loses_nothing_and_bad_config_keeps_old() {
     assert_eq!(s, 422, "{r}");
     assert!(r.contains("invalid address"), "{r}");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut ok, mut failed) = (0, 0);
-    for l in loops {
-        let (o, f) = l.await.unwrap();
-        ok += o;
-        failed += f;
-    }
-    assert_eq!(failed, 0, "{ok} ok, {failed} failed");
+    let (ok, failed) = loops.finish().await;
+    assert!(failed.is_empty(), "{ok} ok, failed: {failed:?}");
     assert!(ok > 100, "{ok}");
     assert!(a.requests() > 0 && b.requests() > 0);
     assert_eq!(get(addr, "/").await.2, "a");
@@ -520,16 +467,7 @@ async fn upstream_that_stops_reading_the_body_is_cut_by_send_timeout() {
 /// stalled server by send_timeout.
 #[tokio::test]
 async fn slow_upload_is_not_a_send_timeout() {
-    let o = origin(|req: hyper::Request<hyper::body::Incoming>| async move {
-        let n = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes().len())
-            .unwrap_or(0);
-        text(200, n.to_string())
-    })
-    .await;
+    let o = body_length_origin().await;
     let p = proxy(&format!(
         "client_body_timeout: 5s\nupstreams:\n  u:\n    send_timeout: 200ms\n    read_timeout: 200ms\n    servers:\n      - address: '{}'\n",
         o.addr

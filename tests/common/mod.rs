@@ -271,3 +271,151 @@ pub fn signal(child: &std::process::Child, sig: &str) {
         .success();
     assert!(ok);
 }
+
+/// A response other than 200 seen by [`GetLoops`]: status, headers, body.
+pub type Failed = (StatusCode, http::HeaderMap, Bytes);
+
+/// Keep-alive clients for "nothing may fail while …" tests: `n` connections, each sending
+/// `GET path` back to back until [`GetLoops::finish`]. Losing a client connection panics: under
+/// these tests the proxy must never close one.
+pub struct GetLoops {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(u32, Vec<Failed>)>>,
+}
+
+impl GetLoops {
+    pub fn start(addr: SocketAddr, n: usize, path: &'static str) -> GetLoops {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut c = Conn::open(addr).await;
+                    let (mut ok, mut failed) = (0u32, Vec::new());
+                    while !stop.load(Ordering::Relaxed) {
+                        let req = Request::get(path)
+                            .header("host", "test.local")
+                            .body(empty())
+                            .unwrap();
+                        let resp = match c.send(req).await {
+                            Ok(r) => r,
+                            Err(e) => panic!("client connection lost after {ok} responses: {e}"),
+                        };
+                        let (status, headers, body) = collect(resp).await;
+                        if status == StatusCode::OK {
+                            ok += 1;
+                        } else {
+                            failed.push((status, headers, body));
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        GetLoops { stop, tasks }
+    }
+
+    /// Stops the loops; returns the number of 200s and every other response.
+    pub async fn finish(self) -> (u32, Vec<Failed>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut ok, mut failed) = (0, Vec::new());
+        for t in self.tasks {
+            let (o, f) = t.await.unwrap();
+            ok += o;
+            failed.extend(f);
+        }
+        (ok, failed)
+    }
+}
+
+/// An origin that reads each request body to the end and answers 200 with its length.
+pub async fn body_length_origin() -> Origin {
+    origin(|req: Request<Incoming>| async move {
+        let n = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+            .unwrap_or(0);
+        text(200, n.to_string())
+    })
+    .await
+}
+
+/// A child process, killed and reaped when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits up to 10 s for `addr` to accept connections.
+pub async fn wait_listening(addr: SocketAddr) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "{addr} did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The swarmgate binary, as operators run it, with the config file it was started from.
+pub struct Running {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub config: std::path::PathBuf,
+}
+
+impl Running {
+    pub fn child(&self) -> &std::process::Child {
+        &self.proc.0
+    }
+
+    /// Replaces the config file atomically (same listener), for a reload.
+    pub fn rewrite(&self, body: &str) {
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, process_config(self.addr, body)).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+
+    /// Waits for the process to exit; panics after `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> (std::process::ExitStatus, Duration) {
+        let t = std::time::Instant::now();
+        loop {
+            if let Some(s) = self.proc.0.try_wait().unwrap() {
+                return (s, t.elapsed());
+            }
+            assert!(t.elapsed() < within, "did not exit within {within:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn process_config(addr: SocketAddr, body: &str) -> String {
+    format!("listen: '{addr}'\nadmin: {{listen: ''}}\naccess_log: false\n{body}")
+}
+
+/// Starts the swarmgate binary on a free port (no admin listener, no access log) with `body`
+/// appended to its config; returns once it listens. `SG_TEST_LOG=debug` shows its log.
+pub async fn start_swarmgate(tag: &str, body: &str) -> Running {
+    let config = tmpdir(tag).join("swarmgate.yaml");
+    let addr = free_port();
+    std::fs::write(&config, process_config(addr, body)).unwrap();
+    let log = std::env::var("SG_TEST_LOG").ok();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_swarmgate"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
+        .stdout(if log.is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
+        .spawn()
+        .unwrap();
+    let proc = Proc(child);
+    wait_listening(addr).await;
+    Running { proc, addr, config }
+}
