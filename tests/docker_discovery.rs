@@ -9,8 +9,7 @@
 mod docker_support;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use swarmgate::config::{DockerDiscoveryConfig, DockerMode};
@@ -18,75 +17,7 @@ use swarmgate::discovery::docker::run;
 use swarmgate::discovery::DiscoverySnapshot;
 use tokio::sync::watch;
 
-use docker_support::{docker, docker_async, endpoint, median, ready, unique, IMAGE};
-
-/// Containers and networks of one test, removed on drop.
-struct Fixture {
-    prefix: String,
-    containers: Mutex<Vec<String>>,
-    networks: Mutex<Vec<String>>,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        Fixture {
-            prefix: unique("sg-test"),
-            containers: Mutex::new(Vec::new()),
-            networks: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn network(&self, suffix: &str, extra: &[&str]) -> String {
-        let name = format!("{}-{suffix}", self.prefix);
-        let mut args = vec!["network", "create"];
-        args.extend_from_slice(extra);
-        args.push(&name);
-        docker(&args).expect("network create");
-        self.networks.lock().expect("lock").push(name.clone());
-        name
-    }
-
-    /// Starts a replica named `<prefix>-<suffix>` on `net` and returns its name.
-    fn replica(&self, suffix: &str, net: &str, extra: &[&str]) -> String {
-        let name = format!("{}-{suffix}", self.prefix);
-        self.containers.lock().expect("lock").push(name.clone());
-        let mut args = vec!["run", "-d", "--name", &name, "--network", net];
-        let env = format!("REPLICA_NAME={name}");
-        args.extend_from_slice(&["-e", &env]);
-        args.extend_from_slice(extra);
-        args.push(IMAGE);
-        docker(&args).expect("docker run");
-        name
-    }
-
-    fn ip(&self, container: &str, net: &str) -> IpAddr {
-        let fmt = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
-        docker(&["inspect", "-f", &fmt, container])
-            .expect("inspect")
-            .parse()
-            .expect("ip")
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let containers =
-            std::mem::take(&mut *self.containers.lock().unwrap_or_else(|e| e.into_inner()));
-        if !containers.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(containers.iter().map(String::as_str));
-            let _ = docker(&args);
-        }
-        for n in self
-            .networks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
-            let _ = docker(&["network", "rm", &n]);
-        }
-    }
-}
+use docker_support::{docker, docker_async, endpoint, median, ready, Fixture, IMAGE};
 
 fn cfg(network: &str, name: Option<&str>, labels: &[(&str, &str)]) -> DockerDiscoveryConfig {
     DockerDiscoveryConfig {
@@ -154,7 +85,7 @@ async fn containers_mode_filters_and_follows_changes() {
     if !ready() {
         return;
     }
-    let fx = Fixture::new();
+    let fx = Fixture::new("sg-test");
     let net = fx.network("net", &[]);
     let other = fx.network("other", &[]);
     let lab = ["--no-healthcheck", "--label", "role=gw"];
@@ -190,7 +121,7 @@ async fn containers_mode_filters_and_follows_changes() {
     );
     fx.replica("elsewhere", &other, &lab);
     let stranger = format!("x{}-stranger", fx.prefix);
-    fx.containers.lock().expect("lock").push(stranger.clone());
+    fx.track(stranger.clone());
     docker(&[
         "run",
         "-d",
@@ -258,7 +189,7 @@ async fn failing_healthcheck_is_excluded() {
     if !ready() {
         return;
     }
-    let fx = Fixture::new();
+    let fx = Fixture::new("sg-test");
     let net = fx.network("net", &[]);
     let hc = [
         "--health-interval",
@@ -307,7 +238,7 @@ async fn bad_endpoint_is_down_then_recovers() {
         eprintln!("SKIPPED: recovery test needs a unix socket endpoint, have {real}");
         return;
     };
-    let fx = Fixture::new();
+    let fx = Fixture::new("sg-test");
     let net = fx.network("net", &[]);
     let r = fx.replica("r", &net, &["--no-healthcheck"]);
     let link = std::env::temp_dir().join(format!("{}.sock", fx.prefix));
@@ -362,10 +293,10 @@ async fn bench_discovery_latency() {
     if !ready() {
         return;
     }
-    let fx = Fixture::new();
+    let fx = Fixture::new("sg-test");
     let net = fx.network("net", &[]);
     let name = format!("{}-b", fx.prefix);
-    fx.containers.lock().expect("lock").push(name.clone());
+    fx.track(name.clone());
     docker(&[
         "create",
         "--name",
@@ -425,7 +356,7 @@ async fn swarm_mode_overlay() {
     }
     // Dropped last (declared first): after the service and the fixture.
     let _swarm = SwarmGuard { created };
-    let fx = Fixture::new();
+    let fx = Fixture::new("sg-test");
     let net = fx.network("ov", &["-d", "overlay", "--attachable"]);
     let standalone = fx.replica("solo", &net, &["--no-healthcheck", "--label", "role=gw"]);
     let svc = format!("{}-svc", fx.prefix);

@@ -14,64 +14,38 @@ mod docker_support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{collect, empty, Conn, Proxy};
 use hyper::Request;
 use swarmgate::upstream::Source;
 
-use docker_support::{docker, docker_async, endpoint, median, ready, unique, IMAGE};
+use docker_support::{docker_async, endpoint, median, ready, unique};
 
-/// Containers and the network of one test, removed on drop (also when the test fails).
+/// The replicas and the network of one test (removed on drop, also when the test fails).
 struct Fixture {
-    prefix: String,
+    docker: docker_support::Fixture,
     net: String,
-    containers: Mutex<Vec<String>>,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let prefix = unique("sg-proxy");
-        let net = format!("{prefix}-net");
-        docker(&["network", "create", &net]).expect("network create");
-        Fixture {
-            prefix,
-            net,
-            containers: Mutex::new(Vec::new()),
-        }
+        let docker = docker_support::Fixture::new("sg-proxy");
+        let net = docker.network("net", &[]);
+        Fixture { docker, net }
     }
 
     /// `docker run`s (or with `create_only`, `docker create`s) a replica named
-    /// `<prefix>-<suffix>` on the network; returns its name.
+    /// `<prefix>-<suffix>` on the network, without its image's health check; returns its name.
     fn replica(&self, suffix: &str, extra: &[&str], create_only: bool) -> String {
-        let name = format!("{}-{suffix}", self.prefix);
-        self.containers.lock().expect("lock").push(name.clone());
-        let env = format!("REPLICA_NAME={name}");
-        let mut args = if create_only {
-            vec!["create"]
-        } else {
-            vec!["run", "-d"]
-        };
-        args.extend_from_slice(&["--name", &name, "--network", &self.net, "-e", &env]);
-        args.extend_from_slice(&["--no-healthcheck"]);
+        let mut args = vec!["--no-healthcheck"];
         args.extend_from_slice(extra);
-        args.push(IMAGE);
-        docker(&args).expect("docker run");
-        name
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let containers =
-            std::mem::take(&mut *self.containers.lock().unwrap_or_else(|e| e.into_inner()));
-        if !containers.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(containers.iter().map(String::as_str));
-            let _ = docker(&args);
+        if create_only {
+            self.docker.create(suffix, &self.net, &args)
+        } else {
+            self.docker.replica(suffix, &self.net, &args)
         }
-        let _ = docker(&["network", "rm", &self.net]);
     }
 }
 

@@ -89,3 +89,95 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
+
+/// Containers and networks of one test, named `<prefix>-<suffix>`, removed on drop (also when
+/// the test fails): containers first, then networks.
+pub struct Fixture {
+    pub prefix: String,
+    containers: std::sync::Mutex<Vec<String>>,
+    networks: std::sync::Mutex<Vec<String>>,
+}
+
+impl Fixture {
+    pub fn new(tag: &str) -> Fixture {
+        Fixture {
+            prefix: unique(tag),
+            containers: Default::default(),
+            networks: Default::default(),
+        }
+    }
+
+    /// Removes `container` on drop too (one made outside [`Fixture::replica`]).
+    pub fn track(&self, container: String) {
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(container);
+    }
+
+    /// `docker network create` `<prefix>-<suffix>` with `extra` options; returns its name.
+    pub fn network(&self, suffix: &str, extra: &[&str]) -> String {
+        let name = format!("{}-{suffix}", self.prefix);
+        let mut args = vec!["network", "create"];
+        args.extend_from_slice(extra);
+        args.push(&name);
+        docker(&args).expect("network create");
+        self.networks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(name.clone());
+        name
+    }
+
+    /// `docker run -d` a replica `<prefix>-<suffix>` on `net` (`REPLICA_NAME` = its name),
+    /// `extra` before the image; returns its name.
+    pub fn replica(&self, suffix: &str, net: &str, extra: &[&str]) -> String {
+        self.container(&["run", "-d"], suffix, net, extra)
+    }
+
+    /// Like [`Fixture::replica`] but `docker create` only.
+    pub fn create(&self, suffix: &str, net: &str, extra: &[&str]) -> String {
+        self.container(&["create"], suffix, net, extra)
+    }
+
+    fn container(&self, verb: &[&str], suffix: &str, net: &str, extra: &[&str]) -> String {
+        let name = format!("{}-{suffix}", self.prefix);
+        self.track(name.clone());
+        let env = format!("REPLICA_NAME={name}");
+        let mut args = verb.to_vec();
+        args.extend_from_slice(&["--name", &name, "--network", net, "-e", &env]);
+        args.extend_from_slice(extra);
+        args.push(IMAGE);
+        docker(&args).expect("docker run");
+        name
+    }
+
+    /// `container`'s address on `net`.
+    pub fn ip(&self, container: &str, net: &str) -> std::net::IpAddr {
+        let fmt = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
+        docker(&["inspect", "-f", &fmt, container])
+            .expect("inspect")
+            .parse()
+            .expect("ip")
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let containers =
+            std::mem::take(&mut *self.containers.lock().unwrap_or_else(|e| e.into_inner()));
+        if !containers.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(containers.iter().map(String::as_str));
+            let _ = docker(&args);
+        }
+        for n in self
+            .networks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = docker(&["network", "rm", &n]);
+        }
+    }
+}
