@@ -5,17 +5,16 @@
 //! accounting (access log, metrics, in-flight counts) when dropped.
 
 use super::guard::RequestGuard;
+use super::timer::LazyDeadline;
 use crate::upstream::{Conn, PoolLimits, Server};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::time::Sleep;
 
 /// Why a body stream stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -101,26 +100,25 @@ impl BodyStatus {
     }
 }
 
-/// An idle timer re-armed only after progress: one allocation per body, not per frame.
+/// A body's idle timeout: `timeout` after the last frame, checked whenever the stream waits.
 #[derive(Debug, Default)]
 struct IdleTimer {
-    sleep: Option<Pin<Box<Sleep>>>,
+    timer: LazyDeadline,
+    deadline: Option<Instant>,
     progressed: bool,
 }
 
 impl IdleTimer {
     /// Call when the inner stream is pending; true when `timeout` passed without progress.
     fn expired(&mut self, cx: &mut Context<'_>, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        match &mut self.sleep {
-            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            Some(s) if self.progressed => s.as_mut().reset(deadline),
-            Some(_) => {}
-        }
-        self.progressed = false;
-        self.sleep
-            .as_mut()
-            .is_some_and(|s| s.as_mut().poll(cx).is_ready())
+        let deadline = match self.deadline {
+            Some(d) if !self.progressed => d,
+            _ => {
+                self.progressed = false;
+                *self.deadline.insert(Instant::now() + timeout)
+            }
+        };
+        self.timer.poll_expired(cx, deadline).is_ready()
     }
 }
 

@@ -3,14 +3,13 @@
 //! hyper's own `header_read_timeout` also runs while a keepalive connection is idle, which would
 //! cut Kuscia's 20-minute keepalive to the header timeout, so it is off and this wrapper decides.
 
+use super::timer::LazyDeadline;
 use futures_util::task::AtomicWaker;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
 
 /// State of one client connection shared by its I/O wrapper and its requests.
 #[derive(Debug)]
@@ -87,8 +86,7 @@ pub struct TimedIo<T> {
     timeouts: ConnTimeouts,
     /// When the head being read started, and the request count at that moment.
     head: Option<(Instant, u64)>,
-    sleep: Pin<Box<Sleep>>,
-    armed: Option<Instant>,
+    timer: LazyDeadline,
 }
 
 impl<T> TimedIo<T> {
@@ -100,16 +98,8 @@ impl<T> TimedIo<T> {
             head: Some((now, 0)),
             state,
             timeouts,
-            sleep: Box::pin(tokio::time::sleep(timeouts.header)),
-            armed: None,
+            timer: LazyDeadline::default(),
         }
-    }
-
-    fn arm(&mut self, deadline: Instant) {
-        self.sleep
-            .as_mut()
-            .reset(tokio::time::Instant::from_std(deadline));
-        self.armed = Some(deadline);
     }
 
     fn deadline(&mut self) -> Option<Instant> {
@@ -161,23 +151,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                         }
                     }
                 };
-                let now = Instant::now();
-                if now >= deadline {
-                    return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+                match this.timer.poll_expired(cx, deadline) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
+                    Poll::Pending => Poll::Pending,
                 }
-                // The timer is moved only to an earlier moment: after each response the idle
-                // deadline moves later, and re-registering a timer per request costs more than
-                // letting an early one fire once and arming it again for the real deadline.
-                if this.armed.is_none_or(|a| deadline < a) {
-                    this.arm(deadline);
-                }
-                while this.sleep.as_mut().poll(cx).is_ready() {
-                    if this.armed.is_some_and(|a| a >= deadline) {
-                        return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
-                    }
-                    this.arm(deadline);
-                }
-                Poll::Pending
             }
             other => other,
         }

@@ -292,6 +292,14 @@ mod tests {
     }
 
     #[test]
+    fn hop_bits_name_their_fields() {
+        let hop = hop_by_hop();
+        assert_eq!(*hop[CONNECTION_BIT], header::CONNECTION);
+        assert_eq!(*hop[TRANSFER_ENCODING_BIT], header::TRANSFER_ENCODING);
+        assert_eq!(*hop[UPGRADE_BIT], header::UPGRADE);
+    }
+
+    #[test]
     fn connection_keepalive_and_close_tokens_remove_only_hop_fields() {
         let mut h = map(&[
             ("connection", "Keep-Alive"),

@@ -1,6 +1,7 @@
 //! The proxy: listeners (`server`), per-connection timing (`conn`), the request handler
 //! (`handler`) and upstream forwarding (`forward`), header rules (`headers`), streaming bodies
-//! (`body`), request accounting (`guard`), upgrades (`upgrade`) and error mapping (`error`).
+//! (`body`), request accounting (`guard`), upgrades (`upgrade`), error mapping (`error`) and
+//! the idle-deadline timer they share (`timer`).
 
 pub mod body;
 pub mod conn;
@@ -10,4 +11,5 @@ pub mod guard;
 pub mod handler;
 pub mod headers;
 pub mod server;
+pub mod timer;
 pub mod upgrade;
