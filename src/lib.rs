@@ -2,12 +2,14 @@
 //!
 //! Layout: `config` (YAML → validated config), `discovery` (Docker), `balance` (pure selectors),
 //! `upstream` (live server sets, pools, dialing), `proxy` (listeners, handler, forwarding),
+//! `body` (the request body, below `proxy` and `upstream`), `timer` (lazily moved deadlines),
 //! `runtime` (routes + upstreams, swapped on reload), `app` (lifecycle), `health` (active checks),
 //! `admin`, `metrics`, `tls`.
 
 pub mod admin;
 pub mod app;
 pub mod balance;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod discovery;
@@ -15,5 +17,6 @@ pub mod health;
 pub mod metrics;
 pub mod proxy;
 pub mod runtime;
+pub mod timer;
 pub mod tls;
 pub mod upstream;

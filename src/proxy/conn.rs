@@ -3,7 +3,7 @@
 //! hyper's own `header_read_timeout` also runs while a keepalive connection is idle, which would
 //! cut Kuscia's 20-minute keepalive to the header timeout, so it is off and this wrapper decides.
 
-use super::timer::LazyDeadline;
+use crate::timer::LazyDeadline;
 use futures_util::task::AtomicWaker;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

@@ -1,7 +1,8 @@
 //! The one place where failures become client responses: every error on the request path is a
 //! [`ProxyError`], and [`ProxyError::status`] maps it to its status code.
 
-use super::body::{BodyError, ResBody};
+use super::body::ResBody;
+use crate::body::BodyError;
 use crate::upstream::ConnectError;
 use http::{header, HeaderValue, Response, StatusCode};
 

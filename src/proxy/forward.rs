@@ -3,9 +3,10 @@
 //! `proxy_next_upstream error timeout`): the request was never sent, or it has no body and an
 //! idempotent method. A streamed body that started going upstream is never replayed.
 
-use super::body::{BodyError, BodyStatus, Lease, ReqBody};
+use super::body::Lease;
 use super::error::ProxyError;
 use super::guard::RequestGuard;
+use crate::body::{BodyError, BodyStatus, ReqBody};
 use crate::config::WhenAllDown;
 use crate::upstream::{connect, Conn, Server, Settings, Tried, Upstream};
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};

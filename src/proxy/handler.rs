@@ -1,13 +1,14 @@
 //! The request handler: validate, route, forward, and turn the upstream response (or the error)
 //! into the client response. Errors map to statuses in `error.rs` only.
 
-use super::body::{ReqBody, ResBody};
+use super::body::ResBody;
 use super::conn::ConnState;
 use super::error::ProxyError;
 use super::forward::{self, Outgoing};
 use super::guard::RequestGuard;
 use super::headers;
 use super::upgrade;
+use crate::body::ReqBody;
 use crate::runtime::{Runtime, Shared};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;

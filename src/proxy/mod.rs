@@ -1,7 +1,7 @@
 //! The proxy: listeners (`server`), per-connection timing (`conn`), the request handler
 //! (`handler`) and upstream forwarding (`forward`), header rules (`headers`), streaming bodies
-//! (`body`), request accounting (`guard`), upgrades (`upgrade`), error mapping (`error`) and
-//! the idle-deadline timer they share (`timer`).
+//! (`body`: the response side; the request body lives in `crate::body`), request accounting
+//! (`guard`), upgrades (`upgrade`) and error mapping (`error`).
 
 pub mod body;
 pub mod conn;
@@ -11,5 +11,4 @@ pub mod guard;
 pub mod handler;
 pub mod headers;
 pub mod server;
-pub mod timer;
 pub mod upgrade;

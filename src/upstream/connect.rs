@@ -81,8 +81,8 @@ enum Io {
 
 type Handshake<T> = Result<
     (
-        hyper::client::conn::http1::SendRequest<crate::proxy::body::ReqBody>,
-        hyper::client::conn::http1::Connection<TokioIo<T>, crate::proxy::body::ReqBody>,
+        hyper::client::conn::http1::SendRequest<crate::body::ReqBody>,
+        hyper::client::conn::http1::Connection<TokioIo<T>, crate::body::ReqBody>,
     ),
     hyper::Error,
 >;
@@ -90,7 +90,7 @@ type Handshake<T> = Result<
 fn spawn_driver<T>(
     server: &Arc<Server>,
     hs: Handshake<T>,
-) -> Result<hyper::client::conn::http1::SendRequest<crate::proxy::body::ReqBody>, ConnectError>
+) -> Result<hyper::client::conn::http1::SendRequest<crate::body::ReqBody>, ConnectError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

@@ -2,7 +2,7 @@
 //! `keepalive_timeout`, `keepalive_requests`). LIFO checkout keeps the hottest connections busy
 //! and lets the coldest expire; the oldest idle one is evicted when the pool is full.
 
-use crate::proxy::body::ReqBody;
+use crate::body::ReqBody;
 use hyper::client::conn::http1::SendRequest;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -1,0 +1,226 @@
+//! The request body on its way upstream, below both `proxy` (which makes it) and `upstream`
+//! (whose connections carry it). [`ReqBody`] streams the client's body with
+//! `client_max_body_size` and `client_body_timeout` enforced frame by frame; [`BodyStatus`] tells
+//! the forwarder what became of it. Nothing is buffered.
+
+use crate::timer::LazyDeadline;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Why a body stream stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body larger than client_max_body_size")]
+    TooLarge,
+    #[error("client stopped sending the request body")]
+    ClientAborted,
+    #[error("timed out waiting for the request body")]
+    ClientTimeout,
+    #[error("timed out reading from the upstream")]
+    UpstreamTimeout,
+    #[error("upstream response body failed")]
+    Upstream,
+}
+
+/// What became of the request body, shared between [`ReqBody`] and the forwarder.
+#[derive(Debug)]
+pub struct BodyStatus {
+    error: AtomicU8,
+    finished: AtomicBool,
+    /// The body is waiting for the client (its last poll returned `Pending`), as opposed to
+    /// waiting for the upstream connection to take the frame it last returned.
+    awaiting_client: AtomicBool,
+    base: Instant,
+    /// When a frame was last handed to the upstream connection (nanoseconds after `base`).
+    last_handed: AtomicU64,
+}
+
+impl Default for BodyStatus {
+    fn default() -> Self {
+        BodyStatus {
+            error: AtomicU8::new(0),
+            finished: AtomicBool::new(false),
+            awaiting_client: AtomicBool::new(true),
+            base: Instant::now(),
+            last_handed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl BodyStatus {
+    /// Whether the whole body has been read from the client.
+    pub fn finished(&self) -> bool {
+        self.finished.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, e: BodyError) {
+        let code = match e {
+            BodyError::TooLarge => 1,
+            BodyError::ClientAborted => 2,
+            BodyError::ClientTimeout => 3,
+            _ => return,
+        };
+        self.error.store(code, Ordering::Relaxed);
+    }
+
+    /// The client-side error that ended the body, if any.
+    pub fn error(&self) -> Option<BodyError> {
+        match self.error.load(Ordering::Relaxed) {
+            1 => Some(BodyError::TooLarge),
+            2 => Some(BodyError::ClientAborted),
+            3 => Some(BodyError::ClientTimeout),
+            _ => None,
+        }
+    }
+
+    fn handed(&self) {
+        let nanos = self.base.elapsed().as_nanos() as u64;
+        self.last_handed.store(nanos, Ordering::Relaxed);
+        self.awaiting_client.store(false, Ordering::Relaxed);
+    }
+
+    /// While the body is still being sent and the upstream has not asked for more since the
+    /// last frame (the connection is blocked writing it): when that frame was handed over.
+    /// `None` when the body is waiting for the client, finished, or failed.
+    pub fn upstream_stalled_since(&self) -> Option<Instant> {
+        if self.finished() || self.error().is_some() || self.awaiting_client.load(Ordering::Relaxed)
+        {
+            return None;
+        }
+        Some(self.base + Duration::from_nanos(self.last_handed.load(Ordering::Relaxed)))
+    }
+}
+
+/// A body's idle timeout: `timeout` after the last frame, checked whenever the stream waits.
+#[derive(Debug, Default)]
+pub struct IdleTimer {
+    timer: LazyDeadline,
+    deadline: Option<Instant>,
+    /// Set by the stream when a frame arrived since the timer was last consulted.
+    pub progressed: bool,
+}
+
+impl IdleTimer {
+    /// Call when the inner stream is pending; true when `timeout` passed without progress.
+    pub fn expired(&mut self, cx: &mut Context<'_>, timeout: Duration) -> bool {
+        let deadline = match self.deadline {
+            Some(d) if !self.progressed => d,
+            _ => {
+                self.progressed = false;
+                *self.deadline.insert(Instant::now() + timeout)
+            }
+        };
+        self.timer.poll_expired(cx, deadline).is_ready()
+    }
+}
+
+/// The body sent upstream: the client's body, streamed, or nothing.
+#[derive(Debug, Default)]
+pub struct ReqBody {
+    inner: Option<Incoming>,
+    remaining: u64,
+    timeout: Duration,
+    timer: IdleTimer,
+    status: Option<Arc<BodyStatus>>,
+}
+
+impl ReqBody {
+    pub fn empty() -> Self {
+        ReqBody::default()
+    }
+
+    /// Streams `inner`, failing once more than `limit` bytes (0 = unlimited) have come or
+    /// `timeout` passes between two reads.
+    pub fn streaming(inner: Incoming, limit: u64, timeout: Duration) -> (Self, Arc<BodyStatus>) {
+        let status = Arc::new(BodyStatus::default());
+        (
+            ReqBody {
+                inner: Some(inner),
+                remaining: if limit == 0 { u64::MAX } else { limit },
+                timeout,
+                timer: IdleTimer::default(),
+                status: Some(status.clone()),
+            },
+            status,
+        )
+    }
+
+    fn mark_finished(&self) {
+        if let Some(s) = &self.status {
+            s.finished.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn fail(&mut self, e: BodyError) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(s) = &self.status {
+            s.set(e);
+        }
+        self.inner = None;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    let n = d.len() as u64;
+                    if n > this.remaining {
+                        return this.fail(BodyError::TooLarge);
+                    }
+                    this.remaining -= n;
+                }
+                this.timer.progressed = true;
+                if let Some(s) = &this.status {
+                    s.handed();
+                }
+                if this.inner.as_ref().is_some_and(|b| b.is_end_stream()) {
+                    this.mark_finished();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(_))) => this.fail(BodyError::ClientAborted),
+            Poll::Ready(None) => {
+                this.mark_finished();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if let Some(s) = &this.status {
+                    s.awaiting_client.store(true, Ordering::Relaxed);
+                }
+                if this.timer.expired(cx, this.timeout) {
+                    return this.fail(BodyError::ClientTimeout);
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Some(b) => b.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
+    }
+}
