@@ -135,15 +135,12 @@ pub async fn run(app: Arc<App>) -> Result<(), AppError> {
         .transpose()?
         .map(tokio_rustls::TlsAcceptor::from);
     let mut listeners = Vec::new();
-    for addr in &config.listen {
+    for addr in config.listen.iter().copied() {
         let l = TcpListener::bind(addr)
             .await
-            .map_err(|source| AppError::Bind {
-                addr: *addr,
-                source,
-            })?;
-        tracing::info!(addr = %l.local_addr().unwrap_or(*addr), "proxy listening");
-        listeners.push(l);
+            .map_err(|source| AppError::Bind { addr, source })?;
+        tracing::info!(addr = %l.local_addr().unwrap_or(addr), "proxy listening");
+        listeners.push((addr, l));
     }
     let admin = match config.admin_listen {
         Some(addr) => Some(
@@ -157,13 +154,14 @@ pub async fn run(app: Arc<App>) -> Result<(), AppError> {
     app.bound.send_replace(Some(Bound {
         proxy: listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|(_, l)| l.local_addr().ok())
             .collect(),
         admin: admin.as_ref().and_then(|l| l.local_addr().ok()),
     }));
     let (stop_tx, stop_rx) = watch::channel(false);
     let drain = Arc::new(Drain::default());
     let ctx = ListenerCtx {
+        listen: config.listen[0],
         shared: app.shared.clone(),
         tls,
         shutdown: stop_rx.clone(),
@@ -172,8 +170,12 @@ pub async fn run(app: Arc<App>) -> Result<(), AppError> {
             .then(|| Arc::new(Semaphore::new(config.client.max_connections))),
     };
     let mut accept_tasks = Vec::new();
-    for l in listeners {
-        accept_tasks.push(tokio::spawn(accept_loop(l, ctx.clone())));
+    for (addr, l) in listeners {
+        let ctx = ListenerCtx {
+            listen: addr,
+            ..ctx.clone()
+        };
+        accept_tasks.push(tokio::spawn(accept_loop(l, ctx)));
     }
     if let Some(l) = admin {
         tracing::info!(addr = %l.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), "admin listening");
@@ -237,15 +239,20 @@ async fn wait_for_stop(app: &Arc<App>, mut s: Signals) {
     }
 }
 
-/// Closes pooled upstream connections past `keepalive_timeout`.
+/// Closes pooled upstream connections past `keepalive_timeout` (named upstreams and the
+/// targets routes made on demand).
 async fn maintenance(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let now = Instant::now();
-        for u in &shared.runtime().upstreams {
+        let rt = shared.runtime();
+        for u in &rt.upstreams {
             u.reap_idle(now);
+        }
+        for r in &rt.routes {
+            r.target.reap(now);
         }
     }
 }

@@ -2,18 +2,42 @@
 //! swapped as a whole on reload. A reload builds everything that can fail first (TLS contexts)
 //! and only then touches live upstreams, so a bad config leaves the old one serving.
 
-use crate::config::{ClientLimits, Config};
+use crate::config::{ClientLimits, Config, RouteTarget};
 use crate::tls::TlsError;
 use crate::upstream::{Settings, Upstream};
 use arc_swap::ArcSwap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
+/// A live route: what it matches (listener, host, path prefix) and the target it yields.
 #[derive(Debug)]
 pub struct Route {
     pub path_prefix: String,
     pub host: Option<String>,
-    pub upstream: Arc<Upstream>,
+    /// The listener (as configured) it is limited to; `None` = every listener.
+    pub listen: Option<SocketAddr>,
+    pub target: Target,
+}
+
+/// Where a route sends a request. Each kind turns the request into an upstream to forward to
+/// (and the request target to send); the handler forwards, and errors map to statuses in
+/// `proxy/error.rs`, the same for every kind.
+#[derive(Debug)]
+pub enum Target {
+    /// A named upstream group.
+    Upstream(Arc<Upstream>),
+}
+
+impl Target {
+    /// Periodic upkeep of the target's own connections (every second).
+    pub fn reap(&self, _now: Instant) {
+        match self {
+            // Named upstreams are reaped through `Runtime::upstreams`.
+            Target::Upstream(_) => {}
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -59,11 +83,16 @@ impl Runtime {
             .routes
             .iter()
             .filter_map(|r| {
-                let upstream = upstreams.iter().find(|u| u.name == r.upstream)?.clone();
+                let target = match &r.target {
+                    RouteTarget::Upstream(name) => {
+                        Target::Upstream(upstreams.iter().find(|u| &u.name == name)?.clone())
+                    }
+                };
                 Some(Route {
                     path_prefix: r.path_prefix.clone(),
                     host: r.host.clone(),
-                    upstream,
+                    listen: r.listen,
+                    target,
                 })
             })
             .collect();
@@ -80,10 +109,12 @@ impl Runtime {
         self.upstreams.iter().find(|u| u.name == name)
     }
 
-    /// First route whose host (if any) and path prefix match.
-    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+    /// First route whose listener (if any), host (if any) and path prefix match. `listener` is
+    /// the configured address of the listener the request arrived on.
+    pub fn route(&self, listener: SocketAddr, host: Option<&str>, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| {
             path.starts_with(r.path_prefix.as_str())
+                && r.listen.is_none_or(|l| l == listener)
                 && r.host
                     .as_deref()
                     .is_none_or(|h| host.is_some_and(|got| got.eq_ignore_ascii_case(h)))

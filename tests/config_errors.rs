@@ -95,3 +95,23 @@ fn read_buffers_default_to_256k_and_refuse_below_hypers_minimum() {
         "{e}"
     );
 }
+
+/// Every example in config/ is a valid config (what `swarmgate check` accepts).
+#[test]
+fn example_configs_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        // prometheus.yml is Prometheus's own config, not swarmgate's.
+        if !name.ends_with(".yaml") {
+            continue;
+        }
+        if let Err(e) = swarmgate::config::Config::load(&path) {
+            panic!("{}: {e}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} example configs found");
+}

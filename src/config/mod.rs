@@ -276,13 +276,24 @@ pub struct HealthCheckConfig {
     pub port: Option<u16>,
 }
 
+/// A route: what it matches (listener, host, path prefix) and the target it yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteConfig {
     /// Default `/`.
     pub path_prefix: String,
     /// Exact Host match (case-insensitive, port ignored). Default any.
     pub host: Option<String>,
-    pub upstream: String,
+    /// `listen`: only requests that arrived on this listener (one of the top-level `listen`
+    /// addresses, as written). Default every listener.
+    pub listen: Option<SocketAddr>,
+    pub target: RouteTarget,
+}
+
+/// Where a matched request goes. Each kind is one key of the route (`upstream: NAME`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// A named upstream group.
+    Upstream(String),
 }
 
 impl Config {

@@ -184,5 +184,8 @@ pub struct RawHealthCheck {
 pub struct RawRoute {
     pub path_prefix: Option<String>,
     pub host: Option<String>,
-    pub upstream: String,
+    /// One of the top-level `listen` addresses; default every listener.
+    pub listen: Option<SocketAddr>,
+    /// Target kinds: exactly one of these.
+    pub upstream: Option<String>,
 }

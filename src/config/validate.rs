@@ -1,6 +1,6 @@
 //! Raw YAML → validated [`Config`]: defaults, ranges and cross-references.
 
-use super::raw::{RawConfig, RawDockerDiscovery, RawHealthCheck, RawServer, RawUpstream};
+use super::raw::{RawConfig, RawDockerDiscovery, RawHealthCheck, RawRoute, RawServer, RawUpstream};
 use super::*;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -179,35 +179,15 @@ impl Validator<'_> {
             Some(routes) => {
                 let mut out = Vec::with_capacity(routes.len());
                 for (i, r) in routes.into_iter().enumerate() {
-                    if upstreams.iter().all(|u| u.name != r.upstream) {
-                        return Err(self.invalid(
-                            format!("routes[{i}].upstream"),
-                            "upstream",
-                            Some(&r.upstream),
-                            format!("unknown upstream {:?}", r.upstream),
-                        ));
-                    }
-                    let path_prefix = r.path_prefix.unwrap_or_else(|| "/".into());
-                    if !path_prefix.starts_with('/') {
-                        return Err(self.invalid(
-                            format!("routes[{i}].path_prefix"),
-                            "path_prefix",
-                            Some(&path_prefix),
-                            "must start with '/'".into(),
-                        ));
-                    }
-                    out.push(RouteConfig {
-                        path_prefix,
-                        host: r.host.map(|h| strip_port(&h).to_ascii_lowercase()),
-                        upstream: r.upstream,
-                    });
+                    out.push(self.route(i, r, &listen, &upstreams)?);
                 }
                 out
             }
             None if upstreams.len() == 1 => vec![RouteConfig {
                 path_prefix: "/".into(),
                 host: None,
-                upstream: upstreams[0].name.clone(),
+                listen: None,
+                target: RouteTarget::Upstream(upstreams[0].name.clone()),
             }],
             None if upstreams.is_empty() => Vec::new(),
             None => {
@@ -232,6 +212,62 @@ impl Validator<'_> {
             access_log: raw.access_log.unwrap_or(true),
             upstreams,
             routes,
+        })
+    }
+
+    /// `routes[i]`: what it matches and exactly one target kind.
+    fn route(
+        &self,
+        i: usize,
+        r: RawRoute,
+        listen: &[SocketAddr],
+        upstreams: &[UpstreamConfig],
+    ) -> Result<RouteConfig, ConfigError> {
+        let path_prefix = r.path_prefix.unwrap_or_else(|| "/".into());
+        if !path_prefix.starts_with('/') {
+            return Err(self.invalid(
+                format!("routes[{i}].path_prefix"),
+                "path_prefix",
+                Some(&path_prefix),
+                "must start with '/'".into(),
+            ));
+        }
+        if let Some(l) = r.listen {
+            if !listen.contains(&l) {
+                return Err(self.invalid(
+                    format!("routes[{i}].listen"),
+                    "listen",
+                    Some(&l.port().to_string()),
+                    format!("{l} is not one of the top-level listen addresses"),
+                ));
+            }
+        }
+        let target = match r.upstream {
+            Some(name) => {
+                if upstreams.iter().all(|u| u.name != name) {
+                    return Err(self.invalid(
+                        format!("routes[{i}].upstream"),
+                        "upstream",
+                        Some(&name),
+                        format!("unknown upstream {name:?}"),
+                    ));
+                }
+                RouteTarget::Upstream(name)
+            }
+            None => {
+                return Err(self.invalid(
+                    format!("routes[{i}]"),
+                    "path_prefix",
+                    Some(&path_prefix),
+                    "needs a target: `upstream`".into(),
+                ))
+            }
+        };
+        Ok(RouteConfig {
+            path_prefix,
+            host: r.host.map(|h| strip_port(&h).to_ascii_lowercase()),
+            listen: r.listen,
+            target,
         })
     }
 

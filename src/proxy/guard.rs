@@ -97,8 +97,8 @@ impl Drop for RequestGuard {
             let code = http::StatusCode::from_u16(self.status);
             let code = code.as_ref().map_or("000", |s| s.as_str());
             match &self.server {
-                Some(s) => s.responses.inc(upstream, server, self.status, code),
-                None => metrics::metrics()
+                Some(s) if !u.dynamic => s.responses.inc(upstream, server, self.status, code),
+                _ => metrics::metrics()
                     .requests_total
                     .with_label_values(&[upstream, "", code])
                     .inc(),

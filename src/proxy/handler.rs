@@ -9,7 +9,7 @@ use super::guard::RequestGuard;
 use super::headers;
 use super::upgrade;
 use crate::body::ReqBody;
-use crate::runtime::{Runtime, Shared};
+use crate::runtime::{Runtime, Shared, Target};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -21,6 +21,8 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct ConnCtx {
     pub shared: Arc<Shared>,
+    /// The configured address of the listener the connection arrived on.
+    pub listener: SocketAddr,
     pub peer: SocketAddr,
     /// `http` or `https` (for `X-Forwarded-Proto`).
     pub proto: &'static str,
@@ -60,6 +62,12 @@ pub async fn handle(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(resp.map(|b| b.with_guard(guard)))
+}
+
+/// The request target in origin form (path and query), as sent upstream.
+fn origin_form(uri: &Uri) -> Uri {
+    uri.path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()))
 }
 
 /// The host a request is for: the absolute-form authority, else the Host header, port removed.
@@ -103,9 +111,12 @@ async fn proxy(
         return Err(ProxyError::BadRequest("missing Host header"));
     }
     let route = rt
-        .route(request_host(&req), req.uri().path())
+        .route(cx.listener, request_host(&req), req.uri().path())
         .ok_or(ProxyError::NoRoute)?;
-    let upstream = route.upstream.clone();
+    // The target kind decides the upstream and the request target sent to it.
+    let (upstream, uri) = match &route.target {
+        Target::Upstream(u) => (u.clone(), origin_form(req.uri())),
+    };
     guard.set_upstream(upstream.clone());
 
     if limits.max_body_size != 0 {
@@ -130,10 +141,6 @@ async fn proxy(
         let (b, s) = ReqBody::streaming(body, limits.max_body_size, limits.body_timeout);
         (b, Some(s))
     };
-    let uri = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     let fwd = forward::forward(
         &upstream,
         Outgoing {

@@ -58,6 +58,8 @@ impl Drop for DrainToken {
 /// What every accept loop shares.
 #[derive(Clone)]
 pub struct ListenerCtx {
+    /// The listener's address as configured (routes name it in `listen`).
+    pub listen: std::net::SocketAddr,
     pub shared: Arc<Shared>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub shutdown: watch::Receiver<bool>,
@@ -120,6 +122,7 @@ async fn serve(
     let proto = if ctx.tls.is_some() { "https" } else { "http" };
     let cx = Arc::new(ConnCtx {
         shared: ctx.shared.clone(),
+        listener: ctx.listen,
         peer,
         proto,
         client_ip: super::headers::ip_value(peer.ip()),

@@ -3,11 +3,13 @@
 //! keeps its health, failure counts and pooled connections, a removed one drains.
 
 mod connect;
+pub mod dynamic;
 pub mod pool;
 mod server;
 mod set;
 
 pub use connect::{connect, ConnectError};
+pub use dynamic::DynamicUpstreams;
 pub use pool::{Conn, PoolLimits};
 pub use server::{Health, LastCheck, Server, Source};
 pub use set::{ServerSet, Tried};
@@ -18,7 +20,7 @@ use arc_swap::ArcSwap;
 use std::sync::{Arc, Mutex};
 
 /// Per-upstream settings derived from its config (rebuilt on reload).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub config: UpstreamConfig,
     pub tls: Option<Arc<rustls::ClientConfig>>,
@@ -70,6 +72,9 @@ pub struct Upstream {
     members: Mutex<Members>,
     /// Its per-upstream metric series.
     pub series: crate::metrics::UpstreamSeries,
+    /// Made on demand for a per-request target (`dynamic.rs`): its servers get no series of
+    /// their own in /metrics (they are counted under the upstream's name only).
+    pub dynamic: bool,
 }
 
 impl Upstream {
@@ -85,9 +90,25 @@ impl Upstream {
             set: ArcSwap::from_pointee(ServerSet::empty()),
             members: Mutex::new(Members::default()),
             series: crate::metrics::UpstreamSeries::default(),
+            dynamic: false,
         };
         up.set_statics(config);
         up
+    }
+
+    /// A one-target upstream made on demand (see `dynamic.rs`).
+    fn dynamic(config: &UpstreamConfig, settings: Settings) -> Self {
+        Upstream {
+            dynamic: true,
+            ..Self::with_settings(config, settings)
+        }
+    }
+
+    /// Out of use: every server drains (idle connections close, in-flight requests finish).
+    pub fn retire(&self) {
+        for s in &self.set.load().servers {
+            s.drain();
+        }
     }
 
     /// Applies a reloaded config of the same name; the prepared `settings` were built (and could
