@@ -221,19 +221,16 @@ pub fn parse_canonical_ip(s: &str) -> Result<IpAddr, &'static str> {
     if !s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return Err("not an IP address (hostnames are not accepted)");
     }
-    let mut octets = [0u8; 4];
-    let mut parts = s.split('.');
-    for o in &mut octets {
-        let part = parts
-            .next()
-            .ok_or("IPv4 address needs four dotted octets")?;
-        *o = parse_decimal(part)
-            .and_then(|n| u8::try_from(n).ok())
-            .filter(|_| part.len() <= 3)
-            .ok_or("IPv4 octet is not a decimal 0-255 without leading zeros")?;
-    }
-    if parts.next().is_some() {
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.len() != 4 {
         return Err("IPv4 address needs four dotted octets");
+    }
+    let mut octets = [0u8; 4];
+    for (o, part) in octets.iter_mut().zip(parts) {
+        *o = parse_decimal(part)
+            .filter(|_| part.len() <= 3)
+            .and_then(|n| u8::try_from(n).ok())
+            .ok_or("IPv4 octet is not a decimal 0-255 without leading zeros")?;
     }
     Ok(IpAddr::V4(Ipv4Addr::from(octets)))
 }
