@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::Request;
 use std::io::BufRead;
@@ -21,12 +20,7 @@ async fn echo_at(ip: &'static str) -> Origin {
             .unwrap_or("-")
             .to_owned();
         let line = format!("{ip} {} {} host={host}", req.method(), req.uri());
-        let n = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes().len())
-            .unwrap_or(0);
+        let n = body_len(req.into_body()).await;
         text(200, format!("{line} len={n}"))
     })
     .await

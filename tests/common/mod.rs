@@ -398,16 +398,18 @@ impl GetLoops {
     }
 }
 
+/// Reads a request body to the end; its length (0 if it failed).
+pub async fn body_len(body: Incoming) -> usize {
+    body.collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0)
+}
+
 /// An origin that reads each request body to the end and answers 200 with its length.
 pub async fn body_length_origin() -> Origin {
     origin(|req: Request<Incoming>| async move {
-        let n = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes().len())
-            .unwrap_or(0);
-        text(200, n.to_string())
+        text(200, body_len(req.into_body()).await.to_string())
     })
     .await
 }
