@@ -506,6 +506,26 @@ async fn metrics_name_clusters_never_targets() {
     );
 }
 
+/// A reload keeps an unchanged gateway route (its targets' pools) and rebuilds a changed one.
+#[test]
+fn reload_keeps_an_unchanged_gateway() {
+    use std::sync::Arc;
+    use swarmgate::runtime::{Runtime, Target};
+    let build = |yaml: &str, old: Option<&Runtime>| {
+        let cfg = swarmgate::config::parse_config(yaml).unwrap();
+        Runtime::build(Arc::new(cfg), old).unwrap()
+    };
+    let gateway = |rt: &Runtime| match &rt.routes[0].target {
+        Target::Gateway(g) => g.clone(),
+        other => panic!("{other:?}"),
+    };
+    let old = build(ROUTES, None);
+    let same = build(ROUTES, Some(&old));
+    assert!(Arc::ptr_eq(&gateway(&old), &gateway(&same)));
+    let changed = build(&ROUTES.replace("keepalive: 4", "keepalive: 5"), Some(&same));
+    assert!(!Arc::ptr_eq(&gateway(&same), &gateway(&changed)));
+}
+
 #[test]
 fn check_fails_without_allow_naming_key_and_line() {
     let (ok, out) = swarmgate_check(

@@ -15,7 +15,7 @@ impl Validator<'_> {
         g: RawGateway,
     ) -> Result<GatewayConfig, ConfigError> {
         let key = |k: &str| format!("routes[{i}].gateway.{k}");
-        // The line of this route's `gateway:` key (the first one: good enough for one gateway).
+        // `line_of` finds the first `key:` line of the file: exact when one route has a gateway.
         let err = |k: &str, line_key: &str, msg: String| self.invalid(key(k), line_key, None, msg);
         if !path_prefix.ends_with('/') {
             return Err(self.invalid(

@@ -118,3 +118,61 @@ impl Gateway {
         self.targets.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Cidr, Scheme};
+
+    fn gateway(clusters: Option<Vec<String>>) -> Gateway {
+        let cfg = GatewayConfig {
+            allow: vec![Cidr::parse("10.0.0.0/8").unwrap()],
+            ports: Vec::new(),
+            clusters,
+            scheme: Scheme::Http,
+            tls: None,
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            keepalive: 2,
+        };
+        Gateway::new("/api/proxy/", &cfg).unwrap()
+    }
+
+    fn resolve(g: &Gateway, path: &str) -> Result<(Arc<Upstream>, Uri), GatewayError> {
+        g.resolve(&path.parse().unwrap(), &[])
+    }
+
+    #[test]
+    fn one_upstream_per_target_named_by_cluster_and_forgotten_when_idle() {
+        let g = gateway(Some(vec!["hpc01".into()]));
+        let (u1, uri) = resolve(&g, "/api/proxy/hpc01/relative/10.0.0.1/8888/a?b=1").unwrap();
+        assert_eq!(uri, "/a?b=1");
+        assert_eq!(u1.name, "gateway/hpc01");
+        let (u2, uri) = resolve(&g, "/api/proxy/hpc01/absolute/10.0.0.1/8888/a?b=1").unwrap();
+        assert_eq!(uri, "/api/proxy/hpc01/absolute/10.0.0.1/8888/a?b=1");
+        assert!(Arc::ptr_eq(&u1, &u2), "same target, same pool");
+        resolve(&g, "/api/proxy/hpc01/relative/10.0.0.2/8888").unwrap();
+        assert_eq!(g.targets(), 2);
+        // Idle for longer than the pool's keepalive_timeout (60 s): forgotten.
+        g.reap(Instant::now() + Duration::from_secs(61));
+        assert_eq!(g.targets(), 0);
+        // Without a `clusters` list the client's cluster id is not a label.
+        let any = gateway(None);
+        let (u, _) = resolve(&any, "/api/proxy/whatever/relative/10.0.0.1/80").unwrap();
+        assert_eq!(u.name, "gateway/other");
+    }
+
+    #[test]
+    fn errors_say_which() {
+        let g = gateway(Some(vec!["hpc01".into()]));
+        assert!(matches!(
+            resolve(&g, "/api/proxy/hpc01/relative/127.1/80"),
+            Err(GatewayError::Malformed(_))
+        ));
+        assert!(matches!(
+            resolve(&g, "/api/proxy/hpc02/relative/10.0.0.1/80"),
+            Err(GatewayError::Refused("unknown cluster"))
+        ));
+        assert_eq!(g.targets(), 0, "nothing is cached for a refused target");
+    }
+}
