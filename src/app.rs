@@ -151,13 +151,16 @@ pub async fn run(app: Arc<App>) -> Result<(), AppError> {
         None => None,
     };
 
-    app.bound.send_replace(Some(Bound {
+    let bound = Bound {
         proxy: listeners
             .iter()
             .filter_map(|(_, l)| l.local_addr().ok())
             .collect(),
         admin: admin.as_ref().and_then(|l| l.local_addr().ok()),
-    }));
+    };
+    app.shared
+        .set_own_addrs(bound.proxy.iter().copied().chain(bound.admin).collect());
+    app.bound.send_replace(Some(bound));
     let (stop_tx, stop_rx) = watch::channel(false);
     let drain = Arc::new(Drain::default());
     let ctx = ListenerCtx {

@@ -3,6 +3,7 @@
 //! Layout: `config` (YAML → validated config), `discovery` (Docker), `balance` (pure selectors),
 //! `upstream` (live server sets, pools, dialing), `proxy` (listeners, handler, forwarding),
 //! `body` (the request body, below `proxy` and `upstream`), `timer` (lazily moved deadlines),
+//! `route` (route kinds that compute their target per request, e.g. `gateway`),
 //! `runtime` (routes + upstreams, swapped on reload), `app` (lifecycle), `health` (active checks),
 //! `admin`, `metrics`, `tls`.
 
@@ -16,6 +17,7 @@ pub mod discovery;
 pub mod health;
 pub mod metrics;
 pub mod proxy;
+pub mod route;
 pub mod runtime;
 pub mod timer;
 pub mod tls;

@@ -3,12 +3,13 @@
 //! and only then touches live upstreams, so a bad config leaves the old one serving.
 
 use crate::config::{ClientLimits, Config, RouteTarget};
+use crate::route::gateway::Gateway;
 use crate::tls::TlsError;
 use crate::upstream::{Settings, Upstream};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// A live route: what it matches (listener, host, path prefix) and the target it yields.
@@ -28,14 +29,17 @@ pub struct Route {
 pub enum Target {
     /// A named upstream group.
     Upstream(Arc<Upstream>),
+    /// Target in the request path, checked against an allowlist (`route/gateway`).
+    Gateway(Arc<Gateway>),
 }
 
 impl Target {
     /// Periodic upkeep of the target's own connections (every second).
-    pub fn reap(&self, _now: Instant) {
+    pub fn reap(&self, now: Instant) {
         match self {
             // Named upstreams are reaped through `Runtime::upstreams`.
             Target::Upstream(_) => {}
+            Target::Gateway(g) => g.reap(now),
         }
     }
 }
@@ -53,6 +57,8 @@ pub struct Runtime {
 pub enum BuildError {
     #[error("upstream {upstream}: {source}")]
     Tls { upstream: String, source: TlsError },
+    #[error("routes[{route}].gateway: {source}")]
+    GatewayTls { route: usize, source: TlsError },
 }
 
 impl Runtime {
@@ -66,6 +72,28 @@ impl Runtime {
                 source,
             })?;
             prepared.push((u, settings));
+        }
+        // Gateways are kept across a reload (with their pools) when their route is unchanged.
+        let mut gateways = Vec::with_capacity(config.routes.len());
+        for (i, r) in config.routes.iter().enumerate() {
+            let RouteTarget::Gateway(g) = &r.target else {
+                gateways.push(None);
+                continue;
+            };
+            let kept = old.and_then(|o| {
+                o.routes.iter().find_map(|route| match &route.target {
+                    Target::Gateway(live) if live.same(&r.path_prefix, g) => Some(live.clone()),
+                    _ => None,
+                })
+            });
+            let gw = match kept {
+                Some(live) => live,
+                None => Arc::new(
+                    Gateway::new(&r.path_prefix, g)
+                        .map_err(|source| BuildError::GatewayTls { route: i, source })?,
+                ),
+            };
+            gateways.push(Some(gw));
         }
         // Phase 2: apply.
         let mut upstreams = Vec::with_capacity(prepared.len());
@@ -82,11 +110,13 @@ impl Runtime {
         let routes = config
             .routes
             .iter()
-            .filter_map(|r| {
+            .zip(gateways)
+            .filter_map(|(r, gateway)| {
                 let target = match &r.target {
                     RouteTarget::Upstream(name) => {
                         Target::Upstream(upstreams.iter().find(|u| &u.name == name)?.clone())
                     }
+                    RouteTarget::Gateway(_) => Target::Gateway(gateway?),
                 };
                 Some(Route {
                     path_prefix: r.path_prefix.clone(),
@@ -127,6 +157,8 @@ impl Runtime {
 pub struct Shared {
     runtime: ArcSwap<Runtime>,
     shutting_down: AtomicBool,
+    /// The proxy and admin addresses bound (routes that compute targets never dial them).
+    own: OnceLock<Vec<SocketAddr>>,
 }
 
 impl Shared {
@@ -134,6 +166,7 @@ impl Shared {
         Shared {
             runtime: ArcSwap::from_pointee(rt),
             shutting_down: AtomicBool::new(false),
+            own: OnceLock::new(),
         }
     }
 
@@ -147,6 +180,16 @@ impl Shared {
 
     pub fn swap(&self, rt: Runtime) {
         self.runtime.store(Arc::new(rt));
+    }
+
+    /// Records the addresses swarmgate listens on, once bound.
+    pub fn set_own_addrs(&self, addrs: Vec<SocketAddr>) {
+        let _ = self.own.set(addrs);
+    }
+
+    /// The proxy and admin addresses bound (empty before binding).
+    pub fn own_addrs(&self) -> &[SocketAddr] {
+        self.own.get().map_or(&[], Vec::as_slice)
     }
 
     pub fn begin_shutdown(&self) {

@@ -2,44 +2,23 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_swarmgate");
-
-fn check(yaml: &str, tag: &str) -> (bool, String) {
-    let path = tmpdir(tag).join("c.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 #[test]
 fn check_validates_like_nginx_t() {
-    let (ok, out) = check(
+    let (ok, out) = swarmgate_check(
         "upstreams:\n  kuscia:\n    servers:\n      - address: 127.0.0.1:1080\n",
         "check-ok",
     );
     assert!(ok, "{out}");
     assert!(out.contains("ok"), "{out}");
-    let (ok, out) = check(
+    let (ok, out) = swarmgate_check(
         "upstreams:\n  kuscia:\n    servers:\n      - address: 127.0.0.1:1080\n        wieght: 2\n",
         "check-typo",
     );
     assert!(!ok);
     assert!(out.contains("wieght") && out.contains("line 5"), "{out}");
-    let (ok, out) = check(
+    let (ok, out) = swarmgate_check(
         "upstreams:\n  a:\n    servers: [{address: '127.0.0.1:1'}]\nroutes:\n  - upstream: nope\n",
         "check-route",
     );

@@ -3,11 +3,13 @@
 //! in README.md's configuration reference.
 
 mod error;
+pub mod gateway;
 pub mod raw;
 pub mod units;
 mod validate;
 
 pub use error::ConfigError;
+pub use gateway::{Cidr, GatewayConfig, PortRange};
 pub use validate::{parse_config, parse_server_address, strip_port};
 
 use std::collections::BTreeMap;
@@ -294,6 +296,8 @@ pub struct RouteConfig {
 pub enum RouteTarget {
     /// A named upstream group.
     Upstream(String),
+    /// `gateway`: the target address and port are in the request path (SCOW's proxy gateway).
+    Gateway(Box<GatewayConfig>),
 }
 
 impl Config {

@@ -3,7 +3,9 @@
 //! `validate.rs`; every field here is optional unless the file format requires it.
 
 use super::units::{Dur, Size};
-use super::{DockerMode, HealthCheckKind, Scheme, ServerAddress, StatusMatch, WhenAllDown};
+use super::{
+    Cidr, DockerMode, HealthCheckKind, PortRange, Scheme, ServerAddress, StatusMatch, WhenAllDown,
+};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -27,6 +29,29 @@ impl<'de> Deserialize<'de> for ServerAddress {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         super::parse_server_address(&s).map_err(de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Cidr::parse(s.trim()).map_err(de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            N(u64),
+            S(String),
+        }
+        let s = match Either::deserialize(d)? {
+            Either::N(n) => n.to_string(),
+            Either::S(s) => s,
+        };
+        PortRange::parse(&s).map_err(de::Error::custom)
     }
 }
 
@@ -188,4 +213,21 @@ pub struct RawRoute {
     pub listen: Option<SocketAddr>,
     /// Target kinds: exactly one of these.
     pub upstream: Option<String>,
+    pub gateway: Option<RawGateway>,
+}
+
+/// `routes[].gateway` (SCOW's proxy gateway node).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    /// Required, non-empty (checked in validate so that the error names the key and line).
+    pub allow: Option<Vec<Cidr>>,
+    pub ports: Option<Vec<PortRange>>,
+    pub clusters: Option<Vec<String>>,
+    pub scheme: Option<Scheme>,
+    pub tls_verify: Option<bool>,
+    pub tls_ca: Option<String>,
+    pub connect_timeout: Option<Dur>,
+    pub read_timeout: Option<Dur>,
+    pub keepalive: Option<usize>,
 }

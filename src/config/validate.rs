@@ -4,6 +4,8 @@ use super::raw::{RawConfig, RawDockerDiscovery, RawHealthCheck, RawRoute, RawSer
 use super::*;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+mod gateway;
+
 /// Default `client_body_buffer_size` and `proxy_buffer_size`: measured on loopback with 1 MiB
 /// uploads and 10 MiB downloads, 256 KiB reads took 25-45 % less CPU per byte than 64 KiB.
 const DEFAULT_READ_BUFFER: usize = 256 << 10;
@@ -242,8 +244,8 @@ impl Validator<'_> {
                 ));
             }
         }
-        let target = match r.upstream {
-            Some(name) => {
+        let target = match (r.upstream, r.gateway) {
+            (Some(name), None) => {
                 if upstreams.iter().all(|u| u.name != name) {
                     return Err(self.invalid(
                         format!("routes[{i}].upstream"),
@@ -254,12 +256,21 @@ impl Validator<'_> {
                 }
                 RouteTarget::Upstream(name)
             }
-            None => {
+            (None, Some(g)) => RouteTarget::Gateway(Box::new(self.gateway(i, &path_prefix, g)?)),
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    format!("routes[{i}]"),
+                    "gateway",
+                    None,
+                    "more than one target: `upstream` and `gateway`".into(),
+                ))
+            }
+            (None, None) => {
                 return Err(self.invalid(
                     format!("routes[{i}]"),
                     "path_prefix",
                     Some(&path_prefix),
-                    "needs a target: `upstream`".into(),
+                    "needs a target: `upstream` or `gateway`".into(),
                 ))
             }
         };

@@ -3,6 +3,7 @@
 
 use super::body::ResBody;
 use crate::body::BodyError;
+use crate::route::gateway::GatewayError;
 use crate::upstream::ConnectError;
 use http::{header, HeaderValue, Response, StatusCode};
 
@@ -36,12 +37,28 @@ pub enum ProxyError {
     Upstream101,
     #[error("shutting down")]
     ShuttingDown,
+    /// A request target a route kind cannot use (the reason goes in the body).
+    #[error("bad request target: {0}")]
+    BadTarget(&'static str),
+    /// A target a route refuses to reach (the reason goes in the body).
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+}
+
+impl From<GatewayError> for ProxyError {
+    fn from(e: GatewayError) -> Self {
+        match e {
+            GatewayError::Malformed(why) => ProxyError::BadTarget(why),
+            GatewayError::Refused(why) => ProxyError::Forbidden(why),
+        }
+    }
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::BadTarget(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge | ProxyError::ClientBody(BodyError::TooLarge) => {
@@ -80,11 +97,13 @@ impl ProxyError {
     /// A short plain-text answer, nginx style.
     pub fn to_response(&self) -> Response<ResBody> {
         let status = self.status();
-        let body = format!(
-            "{} {}\n",
-            status.as_str(),
-            status.canonical_reason().unwrap_or("Error")
-        );
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let body = match self {
+            ProxyError::BadTarget(why) | ProxyError::Forbidden(why) => {
+                format!("{} {reason}: {why}\n", status.as_str())
+            }
+            _ => format!("{} {reason}\n", status.as_str()),
+        };
         let mut resp = Response::new(ResBody::full(body));
         *resp.status_mut() = status;
         let h = resp.headers_mut();

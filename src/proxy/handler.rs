@@ -116,6 +116,7 @@ async fn proxy(
     // The target kind decides the upstream and the request target sent to it.
     let (upstream, uri) = match &route.target {
         Target::Upstream(u) => (u.clone(), origin_form(req.uri())),
+        Target::Gateway(g) => g.resolve(req.uri(), cx.shared.own_addrs())?,
     };
     guard.set_upstream(upstream.clone());
 

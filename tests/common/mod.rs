@@ -67,7 +67,16 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    origin_at("127.0.0.1", handler).await
+}
+
+/// An origin on an ephemeral port of `ip` (any 127.0.0.0/8 address works on Linux).
+pub async fn origin_at<F, Fut>(ip: &str, handler: F) -> Origin
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepts = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(AtomicUsize::new(0));
@@ -115,6 +124,67 @@ pub async fn named(name: &'static str) -> Origin {
         r
     })
     .await
+}
+
+/// An origin on `ip` that answers an upgrade request with 101 and then echoes every byte
+/// upper-cased (a WebSocket stand-in; see [`upgrade_roundtrip`]).
+pub async fn upgrade_echo_at(ip: &str) -> Origin {
+    origin_at(ip, |mut req| async move {
+        let up = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(u) = up.await {
+                let mut io = TokioIo::new(u);
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let upper = buf[..n].to_ascii_uppercase();
+                    if io.write_all(&upper).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut()
+            .insert("upgrade", "websocket".parse().unwrap());
+        r.headers_mut()
+            .insert("connection", "upgrade".parse().unwrap());
+        r
+    })
+    .await
+}
+
+/// Sends a WebSocket upgrade for `path` to `addr`, expects 101, then two messages that come
+/// back upper-cased (from [`upgrade_echo_at`] behind the proxy).
+pub async fn upgrade_roundtrip(addr: SocketAddr, path: &str) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for msg in ["hello", "second message"] {
+        s.write_all(msg.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < msg.len() {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "tunnel closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, msg.to_ascii_uppercase().as_bytes());
+    }
 }
 
 /// A port that refuses connections: bound (so nobody else gets it) but not listening.
@@ -328,18 +398,39 @@ impl GetLoops {
     }
 }
 
+/// Reads a request body to the end; its length (0 if it failed).
+pub async fn body_len(body: Incoming) -> usize {
+    body.collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0)
+}
+
 /// An origin that reads each request body to the end and answers 200 with its length.
 pub async fn body_length_origin() -> Origin {
     origin(|req: Request<Incoming>| async move {
-        let n = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes().len())
-            .unwrap_or(0);
-        text(200, n.to_string())
+        text(200, body_len(req.into_body()).await.to_string())
     })
     .await
+}
+
+/// Runs `swarmgate check --config` on `yaml`; returns success and stdout + stderr.
+pub fn swarmgate_check(yaml: &str, tag: &str) -> (bool, String) {
+    let path = tmpdir(tag).join("c.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 /// A child process, killed and reaped when dropped.
