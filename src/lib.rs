@@ -19,4 +19,5 @@ pub mod proxy;
 pub mod runtime;
 pub mod timer;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;

@@ -6,6 +6,7 @@ mod connect;
 pub mod pool;
 mod server;
 mod set;
+pub mod transport;
 
 pub use connect::{connect, ConnectError};
 pub use pool::{Conn, PoolLimits};
