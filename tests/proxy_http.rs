@@ -143,59 +143,9 @@ async fn pipelined_requests_are_answered_in_order() {
 
 #[tokio::test]
 async fn websocket_upgrade_tunnels_both_ways() {
-    // Origin: answers the upgrade with 101, then echoes bytes upper-cased.
-    let o = origin(|mut req| async move {
-        let up = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            if let Ok(u) = up.await {
-                let mut io = hyper_util::rt::TokioIo::new(u);
-                let mut buf = [0u8; 1024];
-                while let Ok(n) = io.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let upper = buf[..n].to_ascii_uppercase();
-                    if io.write_all(&upper).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        let mut r = hyper::Response::new(empty());
-        *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
-        r.headers_mut()
-            .insert("upgrade", "websocket".parse().unwrap());
-        r.headers_mut()
-            .insert("connection", "upgrade".parse().unwrap());
-        r
-    })
-    .await;
+    let o = upper_echo_upgrade_origin().await;
     let p = proxy(&one_upstream(o.addr)).await;
-    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: websocket"), "{head}");
-    for msg in ["hello", "second message"] {
-        s.write_all(msg.as_bytes()).await.unwrap();
-        let mut got = Vec::new();
-        while got.len() < msg.len() {
-            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(n > 0, "tunnel closed early");
-            got.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(got, msg.to_ascii_uppercase().as_bytes());
-    }
+    websocket_round_trip(p.addr).await;
 }
 
 #[tokio::test]
