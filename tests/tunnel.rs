@@ -313,3 +313,72 @@ async fn two_agents_of_one_name_and_one_dying_under_load_fails_nothing() {
     );
     assert!(ok >= 700, "{ok}");
 }
+
+#[tokio::test]
+async fn a_frozen_agent_is_dropped_within_keepalive_timeout_and_reconnects() {
+    let s = setup("frozen");
+    let o = named("replica").await;
+    let body = s
+        .hub(&via(o.addr))
+        .replace("  agents:\n", "  keepalive_timeout: 2s\n  agents:\n");
+    let hub = start_swarmgate("tunnel-frozen", &body).await;
+    let agent = s.agent("frozen", "member-1", TOKEN, &["127.0.0.1/32"]);
+    until_status(hub.addr, 200).await;
+    // SIGSTOP: the connection stays open but nothing answers the hub's PINGs.
+    signal(&agent.proc.0, "-STOP");
+    let dropped = until_status(hub.addr, 502).await;
+    signal(&agent.proc.0, "-CONT");
+    let back = until_status(hub.addr, 200).await;
+    println!("frozen agent dropped after {dropped:?}; traffic again {back:?} after SIGCONT");
+}
+
+/// An in-process hub (for its admin listener) and agent: "tunnel down" in the API and the
+/// status page while no agent is connected, then the tunnel metrics.
+#[tokio::test]
+async fn admin_shows_tunnel_down_and_metrics_count_agents_streams_and_bytes() {
+    let s = setup("admin");
+    let o = named("replica").await;
+    let p = proxy(&s.hub(&via(o.addr)).replace("keepalive_requests: 0\n", "")).await;
+    let admin = p.admin.unwrap();
+    let (_, _, api) = get(admin, "/api/upstreams").await;
+    let api = String::from_utf8_lossy(&api).into_owned();
+    assert!(
+        api.contains("\"state\": \"tunnel_down\"") && api.contains("tunnel down"),
+        "{api}"
+    );
+    let (_, _, page) = get(admin, "/").await;
+    assert!(String::from_utf8_lossy(&page).contains("TUNNEL DOWN"));
+    assert_eq!(get(p.addr, "/").await.0, 502);
+
+    let agent_file = s.pki.dir.join("admin-agent.yaml");
+    std::fs::write(
+        &agent_file,
+        format!(
+            "agent:\n  hub: '127.0.0.1:{}'\n  name: member-1\n  token_file: '{}'\n  tls_ca: '{}'\n  allow: ['127.0.0.0/8']\n",
+            s.tunnel.port(),
+            s.token_file.display(),
+            s.pki.dir.join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let cfg = swarmgate::config::agent::AgentConfig::load(&agent_file).unwrap();
+    let agent = tokio::spawn(swarmgate::tunnel::agent::run(cfg));
+    until_status(p.addr, 200).await;
+    let (_, _, api) = get(admin, "/api/upstreams").await;
+    assert!(String::from_utf8_lossy(&api).contains("\"state\": \"up\""));
+    let (_, _, m) = get(admin, "/metrics").await;
+    let m = String::from_utf8_lossy(&m).into_owned();
+    assert!(
+        m.contains("swarmgate_tunnel_agents{agent=\"member-1\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("swarmgate_tunnel_streams_total{agent=\"member-1\",result=\"opened\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("swarmgate_tunnel_bytes_total{agent=\"member-1\",direction=\"from_agent\"}"),
+        "{m}"
+    );
+    agent.abort();
+}
