@@ -382,3 +382,74 @@ async fn admin_shows_tunnel_down_and_metrics_count_agents_streams_and_bytes() {
     );
     agent.abort();
 }
+
+/// Throughput of one large download through the tunnel against the same origin dialled
+/// directly by the same hub, alternating, in one run. A measurement, not a test:
+/// `cargo test --test tunnel -- --ignored --nocapture throughput` (debug build unless
+/// `--profile` says otherwise).
+#[tokio::test]
+#[ignore]
+async fn throughput_through_the_tunnel_against_direct() {
+    const SIZE: u64 = 512 << 20;
+    let s = setup("bench");
+    let chunk = bytes::Bytes::from(vec![7u8; 256 << 10]);
+    let o = origin(move |_req| {
+        let chunk = chunk.clone();
+        async move {
+            let stream = futures_util::stream::iter(
+                (0..SIZE / chunk.len() as u64)
+                    .map(move |_| Ok(hyper::body::Frame::data(chunk.clone()))),
+            );
+            hyper::Response::new(http_body_util::BodyExt::boxed(
+                http_body_util::StreamBody::new(stream),
+            ))
+        }
+    })
+    .await;
+    let hub = start_swarmgate(
+        "tunnel-bench",
+        &s.hub(&format!(
+            "upstreams:\n  direct:\n    servers: [{{address: '{0}'}}]\n  tunnel:\n    servers: [{{address: '{0}', via: member-1}}]\nroutes:\n  - {{path_prefix: /direct, upstream: direct}}\n  - {{path_prefix: /, upstream: tunnel}}\n",
+            o.addr
+        )),
+    )
+    .await;
+    let _agent = s.agent("bench", "member-1", TOKEN, &["127.0.0.1/32"]);
+    until_status(hub.addr, 200).await;
+    let mut results: Vec<(&str, f64)> = Vec::new();
+    for round in 0..3 {
+        for path in ["/direct", "/tunnel"] {
+            let mut c = Conn::open(hub.addr).await;
+            let t = Instant::now();
+            let resp = c
+                .send(
+                    hyper::Request::get(path)
+                        .header("host", "x")
+                        .body(empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let mut body = resp.into_body();
+            let mut n = 0u64;
+            while let Some(f) = http_body_util::BodyExt::frame(&mut body).await {
+                if let Some(d) = f.unwrap().data_ref() {
+                    n += d.len() as u64;
+                }
+            }
+            assert_eq!(n, SIZE);
+            let mibs = SIZE as f64 / (1 << 20) as f64 / t.elapsed().as_secs_f64();
+            println!("round {round} {path}: {mibs:.0} MiB/s");
+            results.push((path, mibs));
+        }
+    }
+    for path in ["/direct", "/tunnel"] {
+        let mut v: Vec<f64> = results
+            .iter()
+            .filter(|r| r.0 == path)
+            .map(|r| r.1)
+            .collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        println!("median {path}: {:.0} MiB/s", v[v.len() / 2]);
+    }
+}

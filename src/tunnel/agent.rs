@@ -22,6 +22,8 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Backoff bounds between connection attempts.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Read buffer per direction of a piped stream.
+const COPY_BUF: usize = 64 << 10;
 /// Streams the hub may open at once on one connection.
 const MAX_STREAMS: u32 = 4096;
 
@@ -174,7 +176,9 @@ async fn session(shared: &Arc<Shared>, addr: SocketAddr) -> Result<String, Sessi
         .keep_alive_interval(Some(ping))
         .keep_alive_timeout(ping)
         .max_concurrent_streams(MAX_STREAMS)
-        .adaptive_window(true)
+        .initial_stream_window_size(super::STREAM_WINDOW)
+        .initial_connection_window_size(super::CONN_WINDOW)
+        .max_frame_size(super::MAX_FRAME)
         .serve_connection(TokioIo::new(tls), service)
         .await;
     Ok(result.map_or_else(|e| e.to_string(), |()| "closed by hub".to_owned()))
@@ -226,7 +230,10 @@ async fn stream(shared: &Shared, req: Request<hyper::body::Incoming>) -> Respons
         match hyper::upgrade::on(req).await {
             Ok(up) => {
                 let mut up = TokioIo::new(up);
-                if let Err(e) = tokio::io::copy_bidirectional(&mut up, &mut tcp).await {
+                if let Err(e) =
+                    tokio::io::copy_bidirectional_with_sizes(&mut up, &mut tcp, COPY_BUF, COPY_BUF)
+                        .await
+                {
                     tracing::debug!(target = %addr, error = %e, "tunnel stream ended");
                 }
             }

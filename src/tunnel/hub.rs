@@ -149,7 +149,9 @@ impl Hub {
             .keep_alive_interval(ping)
             .keep_alive_timeout(ping)
             .keep_alive_while_idle(true)
-            .adaptive_window(true)
+            .initial_stream_window_size(super::STREAM_WINDOW)
+            .initial_connection_window_size(super::CONN_WINDOW)
+            .max_frame_size(super::MAX_FRAME)
             .handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
             .await;
         let (tx, conn) = match hs {

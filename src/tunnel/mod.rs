@@ -30,6 +30,12 @@ pub enum TunnelError {
     Stream { agent: String, source: hyper::Error },
 }
 
+/// HTTP/2 flow-control windows and largest frame on tunnel connections (both sides): a stream
+/// may have 4 MiB in flight, the connection 16 MiB, in frames of up to 256 KiB.
+pub(crate) const STREAM_WINDOW: u32 = 4 << 20;
+pub(crate) const CONN_WINDOW: u32 = 16 << 20;
+pub(crate) const MAX_FRAME: u32 = 256 << 10;
+
 /// Header on a refused CONNECT answer carrying the agent's reason.
 pub const REASON_HEADER: &str = "swarmgate-tunnel-reason";
 
