@@ -19,16 +19,29 @@ struct Setup {
     pki: Pki,
     tunnel: SocketAddr,
     token_file: PathBuf,
+    /// How agents name the hub (also the TLS name verified).
+    hub_host: String,
+    /// Network namespace agents run in; default the test's own.
+    netns: Option<String>,
 }
 
 fn setup(tag: &str) -> Setup {
-    let pki = pki(&format!("tunnel-{tag}"));
+    setup_at(tag, "localhost", free_port(), None)
+}
+
+fn setup_at(tag: &str, hub_host: &str, tunnel: SocketAddr, netns: Option<String>) -> Setup {
+    let pki = pki_for(
+        &format!("tunnel-{tag}"),
+        &["localhost", "127.0.0.1", hub_host],
+    );
     let token_file = pki.dir.join("member-1.token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     Setup {
         pki,
-        tunnel: free_port(),
+        tunnel,
         token_file,
+        hub_host: hub_host.to_owned(),
+        netns,
     }
 }
 
@@ -57,14 +70,15 @@ impl Setup {
         std::fs::write(
             &config,
             format!(
-                "agent:\n  hub: 'localhost:{}'\n  name: {name}\n  token_file: '{}'\n  tls_ca: '{}'\n  allow: [{allow}]\n",
+                "agent:\n  hub: '{}:{}'\n  name: {name}\n  token_file: '{}'\n  tls_ca: '{}'\n  allow: [{allow}]\n",
+                self.hub_host,
                 self.tunnel.port(),
                 token_file.display(),
                 self.pki.dir.join("ca.pem").display(),
             ),
         )
         .unwrap();
-        Agent::start(&config)
+        Agent::start(&config, self.netns.clone())
     }
 }
 
@@ -73,11 +87,24 @@ struct Agent {
     proc: Proc,
     log: Arc<Mutex<String>>,
     config: PathBuf,
+    netns: Option<String>,
+}
+
+/// `program`, inside network namespace `netns` when given.
+fn command(program: &str, netns: Option<&str>) -> std::process::Command {
+    match netns {
+        None => std::process::Command::new(program),
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+    }
 }
 
 impl Agent {
-    fn start(config: &Path) -> Agent {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swarmgate"))
+    fn start(config: &Path, netns: Option<String>) -> Agent {
+        let mut child = command(env!("CARGO_BIN_EXE_swarmgate"), netns.as_deref())
             .arg("agent")
             .arg("--config")
             .arg(config)
@@ -102,6 +129,7 @@ impl Agent {
             proc: Proc(child),
             log,
             config: config.to_owned(),
+            netns,
         }
     }
 
@@ -125,7 +153,7 @@ impl Agent {
     fn restart(&mut self) {
         let _ = self.proc.0.kill();
         let _ = self.proc.0.wait();
-        *self = Agent::start(&self.config.clone());
+        *self = Agent::start(&self.config.clone(), self.netns.clone());
     }
 }
 
@@ -452,4 +480,140 @@ async fn throughput_through_the_tunnel_against_direct() {
         v.sort_by(|a, b| a.total_cmp(b));
         println!("median {path}: {:.0} MiB/s", v[v.len() / 2]);
     }
+}
+
+/// Two network namespaces made by the test: the agent's (`agent`), linked to this namespace by
+/// `10.201.N.1 (here) – 10.201.N.2 (agent)`, and the replica's (`replica`), linked only to the
+/// agent's by `10.200.N.1 (agent) – 10.200.N.2 (replica)`. This namespace gets an `unreachable`
+/// route for the replica's subnet, so the hub has no way there but the agent. Removed on drop.
+struct Netns {
+    agent: String,
+    replica: String,
+    n: u32,
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    /// None (test skipped) without root or `ip`, except with `CI=true`: then it fails.
+    fn create() -> Option<Netns> {
+        let usable = std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+            && std::process::Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if !usable {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "network namespaces (root and iproute2) required with CI=true"
+            );
+            eprintln!("SKIPPED: network namespaces need root and iproute2");
+            return None;
+        }
+        let pid = std::process::id();
+        let n = 20 + pid % 200;
+        let ns = Netns {
+            agent: format!("sg-agent-{pid}"),
+            replica: format!("sg-replica-{pid}"),
+            n,
+        };
+        let (h, a, b, r) = (
+            format!("sgh{pid}"),
+            format!("sga{pid}"),
+            format!("sgb{pid}"),
+            format!("sgr{pid}"),
+        );
+        ip(&["netns", "add", &ns.agent]);
+        ip(&["netns", "add", &ns.replica]);
+        ip(&["link", "add", &h, "type", "veth", "peer", "name", &a]);
+        ip(&["link", "set", &a, "netns", &ns.agent]);
+        ip(&["addr", "add", &format!("10.201.{n}.1/24"), "dev", &h]);
+        ip(&["link", "set", &h, "up"]);
+        ip(&["route", "add", "unreachable", &format!("10.200.{n}.0/24")]);
+        ip(&["link", "add", &b, "type", "veth", "peer", "name", &r]);
+        ip(&["link", "set", &b, "netns", &ns.agent]);
+        ip(&["link", "set", &r, "netns", &ns.replica]);
+        for (netns, dev, addr) in [
+            (&ns.agent, &a, format!("10.201.{n}.2/24")),
+            (&ns.agent, &b, format!("10.200.{n}.1/24")),
+            (&ns.replica, &r, format!("10.200.{n}.2/24")),
+        ] {
+            ip(&["-n", netns, "addr", "add", &addr, "dev", dev]);
+            ip(&["-n", netns, "link", "set", dev, "up"]);
+            ip(&["-n", netns, "link", "set", "lo", "up"]);
+        }
+        Some(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let n = self.n;
+        let host_veth = format!("sgh{}", std::process::id());
+        for args in [
+            vec!["route", "del", "unreachable", &*format!("10.200.{n}.0/24")],
+            vec!["link", "del", &*host_veth],
+            vec!["netns", "del", &*self.agent],
+            vec!["netns", "del", &*self.replica],
+        ] {
+            let _ = std::process::Command::new("ip").args(&args).output();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_replica_only_the_agent_can_reach_is_served_through_the_hub() {
+    let Some(ns) = Netns::create() else { return };
+    let n = ns.n;
+    let hub_ip = format!("10.201.{n}.1");
+    let replica_addr = format!("10.200.{n}.2:1080");
+    let _replica = Proc(
+        command(env!("CARGO_BIN_EXE_swarmgate-replica"), Some(&ns.replica))
+            .arg(&replica_addr)
+            .env("REPLICA_NAME", "natted-replica")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let tunnel: SocketAddr = format!("{hub_ip}:{}", free_port().port()).parse().unwrap();
+    let s = setup_at("netns", &hub_ip, tunnel, Some(ns.agent.clone()));
+    let hub = start_swarmgate(
+        "tunnel-netns",
+        &s.hub(&format!(
+            "upstreams:\n  natted:\n    servers: [{{address: '{replica_addr}', via: member-1}}]\n  direct:\n    servers: [{{address: '{replica_addr}'}}]\nroutes:\n  - {{path_prefix: /direct, upstream: direct}}\n  - {{path_prefix: /, upstream: natted}}\n"
+        )),
+    )
+    .await;
+    // The hub alone cannot reach the replica.
+    assert_eq!(get(hub.addr, "/direct/echo").await.0, 502);
+    let agent = s.agent("netns", "member-1", TOKEN, &[&format!("10.200.{n}.0/24")]);
+    agent.wait_log("tunnel to hub up").await;
+    // The replica answers `GET /` with Kuscia's 401; `/echo` with 200.
+    let t = Instant::now();
+    let (st, h, body) = loop {
+        let r = get(hub.addr, "/echo").await;
+        if r.0 == 200 || t.elapsed() > Duration::from_secs(20) {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(h["x-replica"], "natted-replica");
+    let (st, h, _) = get(hub.addr, "/").await;
+    assert_eq!(st, 401);
+    assert_eq!(h["x-replica"], "natted-replica");
+    assert_eq!(get(hub.addr, "/direct/echo").await.0, 502);
 }

@@ -597,6 +597,11 @@ pub struct Pki {
 
 /// A CA and a server certificate for `localhost` / 127.0.0.1 signed by it.
 pub fn pki(tag: &str) -> Pki {
+    pki_for(tag, &["localhost", "127.0.0.1"])
+}
+
+/// Like [`pki`], for the server names (DNS names or IPs) `names`.
+pub fn pki_for(tag: &str, names: &[&str]) -> Pki {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -606,7 +611,7 @@ pub fn pki(tag: &str) -> Pki {
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .unwrap();
     params
         .distinguished_name
