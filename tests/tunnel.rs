@@ -268,6 +268,23 @@ async fn wrong_token_and_unknown_name_are_refused_and_tokens_never_logged() {
             "{log}"
         );
     }
+    // A hub certificate the agent does not trust.
+    let other = pki("tunnel-auth-other-ca");
+    let bad_ca = s.pki.dir.join("bad-ca.yaml");
+    std::fs::write(
+        &bad_ca,
+        format!(
+            "agent:\n  hub: 'localhost:{}'\n  name: member-1\n  token_file: '{}'\n  tls_ca: '{}'\n  allow: ['127.0.0.1/32']\n",
+            s.tunnel.port(),
+            s.token_file.display(),
+            other.dir.join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let untrusting = Agent::start(&bad_ca, None);
+    untrusting.wait_log("TLS: invalid peer certificate").await;
+    assert_eq!(get(hub.addr, "/").await.0, 502);
+    assert_eq!(o.accepts(), 0);
     // A correct agent gets in.
     let _good = s.agent("good", "member-1", TOKEN, &["127.0.0.1/32"]);
     until_status(hub.addr, 200).await;
