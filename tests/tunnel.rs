@@ -383,7 +383,12 @@ async fn a_frozen_agent_is_dropped_within_keepalive_timeout_and_reconnects() {
 async fn admin_shows_tunnel_down_and_metrics_count_agents_streams_and_bytes() {
     let s = setup("admin");
     let o = named("replica").await;
-    let p = proxy(&s.hub(&via(o.addr)).replace("keepalive_requests: 0\n", "")).await;
+    // Active health checks go through the tunnel too.
+    let upstream = format!(
+        "upstreams:\n  u:\n    servers: [{{address: '{}', via: member-1}}]\n    health_check: {{interval: 100ms, rise: 1, fall: 1}}\n",
+        o.addr
+    );
+    let p = proxy(&s.hub(&upstream).replace("keepalive_requests: 0\n", "")).await;
     let admin = p.admin.unwrap();
     let (_, _, api) = get(admin, "/api/upstreams").await;
     let api = String::from_utf8_lossy(&api).into_owned();
@@ -409,8 +414,16 @@ async fn admin_shows_tunnel_down_and_metrics_count_agents_streams_and_bytes() {
     let cfg = swarmgate::config::agent::AgentConfig::load(&agent_file).unwrap();
     let agent = tokio::spawn(swarmgate::tunnel::agent::run(cfg));
     until_status(p.addr, 200).await;
-    let (_, _, api) = get(admin, "/api/upstreams").await;
-    assert!(String::from_utf8_lossy(&api).contains("\"state\": \"up\""));
+    let t = Instant::now();
+    loop {
+        let (_, _, api) = get(admin, "/api/upstreams").await;
+        let api = String::from_utf8_lossy(&api).into_owned();
+        if api.contains("\"state\": \"up\"") && api.contains("\"health\": \"healthy\"") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{api}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (_, _, m) = get(admin, "/metrics").await;
     let m = String::from_utf8_lossy(&m).into_owned();
     assert!(
