@@ -15,6 +15,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+/// Sources whose last refusal reason is remembered (for logging each once).
+const MAX_REMEMBERED_SOURCES: usize = 4096;
 /// Time an agent has for its TLS handshake and hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -102,6 +104,9 @@ impl Hub {
         let mut seen = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
         if seen.get(&peer.ip()).map(String::as_str) != Some(reason) {
             tracing::warn!(source = %peer.ip(), reason, "tunnel agent refused");
+            if seen.len() >= MAX_REMEMBERED_SOURCES {
+                seen.clear(); // bounded memory under a scan from many addresses
+            }
             seen.insert(peer.ip(), reason.to_owned());
         } else {
             tracing::debug!(source = %peer.ip(), reason, "tunnel agent refused");
