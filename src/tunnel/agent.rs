@@ -2,7 +2,8 @@
 //! the hello, then serve the hub's HTTP/2 CONNECT streams: each names a `host:port` that is
 //! resolved here and dialled only when the address lies inside `allow` (403 otherwise), then
 //! bytes are piped both ways. A lost or refused connection is retried with jittered exponential
-//! backoff, 1 s doubling to 30 s, reset after a connection that was accepted.
+//! backoff, 1 s doubling to 30 s, reset after a connection that was accepted. The hub name is
+//! looked up again every 30 s: new addresses get a connection, vanished ones lose theirs.
 
 use super::wire::{self, Answer, Hello};
 use super::REASON_HEADER;
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,8 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Backoff bounds between connection attempts.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often the hub name is looked up again.
+const RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Read buffer per direction of a piped stream.
 const COPY_BUF: usize = 64 << 10;
 /// Streams the hub may open at once on one connection.
@@ -83,30 +87,46 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         cfg,
     });
     tracing::info!(agent = %shared.cfg.name, hub = %shared.cfg.hub, allow = ?shared.cfg.allow.iter().map(Cidr::to_string).collect::<Vec<_>>(), "tunnel agent starting");
-    // One connection per address of the hub name; addresses are looked up until one is found.
+    // One connection per address of the hub name, re-resolved every RESOLVE_INTERVAL: loops
+    // start for new addresses and stop for vanished ones (a failed lookup changes nothing).
+    let mut loops: HashMap<SocketAddr, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut backoff = Backoff::default();
-    let addrs = loop {
-        match tokio::net::lookup_host(shared.cfg.hub.as_str()).await {
+    loop {
+        let wait = match tokio::net::lookup_host(shared.cfg.hub.as_str()).await {
             Ok(a) => {
-                let mut v: Vec<SocketAddr> = a.collect();
-                v.dedup();
-                if !v.is_empty() {
-                    break v;
+                let addrs: Vec<SocketAddr> = a.collect();
+                loops.retain(|addr, task| {
+                    let keep = addrs.contains(addr);
+                    if !keep {
+                        tracing::info!(hub = %addr, "hub address gone; closing its tunnel");
+                        task.abort();
+                    }
+                    keep
+                });
+                for addr in addrs {
+                    loops
+                        .entry(addr)
+                        .or_insert_with(|| tokio::spawn(hub_loop(shared.clone(), addr)));
                 }
-                tracing::warn!(hub = %shared.cfg.hub, "hub name resolved to no address");
+                if loops.is_empty() {
+                    tracing::warn!(hub = %shared.cfg.hub, "hub name resolved to no address");
+                    backoff.next_delay()
+                } else {
+                    backoff.attempts = 0;
+                    RESOLVE_INTERVAL
+                }
             }
-            Err(e) => tracing::warn!(hub = %shared.cfg.hub, error = %e, "cannot resolve hub"),
-        }
-        tokio::time::sleep(backoff.next_delay()).await;
-    };
-    let mut tasks = Vec::new();
-    for addr in addrs {
-        tasks.push(tokio::spawn(hub_loop(shared.clone(), addr)));
+            Err(e) => {
+                tracing::warn!(hub = %shared.cfg.hub, error = %e, "cannot resolve hub");
+                if loops.is_empty() {
+                    backoff.next_delay()
+                } else {
+                    RESOLVE_INTERVAL
+                }
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
-    for t in tasks {
-        let _ = t.await;
-    }
-    Ok(())
 }
 
 /// Keeps one connection to `addr` up.
