@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine (idempotent, quiet):
 # promtool (package prometheus) to lint /metrics, chromium for the status-page screenshot test,
-# curl for scripts. Docker Engine itself comes with the machine.
+# curl for scripts, iproute2 for the tunnel test's network namespaces (tests/tunnel.rs). Docker Engine itself comes with the machine.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
 command -v curl >/dev/null || need+=(curl)
+command -v ip >/dev/null || need+=(iproute2)
 if ((${#need[@]})); then
     if [ "$(id -u)" != 0 ]; then
         echo "install-deps: missing ${need[*]} and not root; tests needing them will skip" >&2

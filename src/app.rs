@@ -25,6 +25,8 @@ pub enum AppError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tunnel(#[from] crate::tunnel::hub::HubError),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -142,6 +144,10 @@ pub async fn run(app: Arc<App>) -> Result<(), AppError> {
         tracing::info!(addr = %l.local_addr().unwrap_or(addr), "proxy listening");
         listeners.push((addr, l));
     }
+    let hub = match &config.tunnel {
+        Some(t) => Some(crate::tunnel::hub::Hub::bind(t).await?),
+        None => None,
+    };
     let admin = match config.admin_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -183,6 +189,10 @@ pub async fn run(app: Arc<App>) -> Result<(), AppError> {
     if let Some(l) = admin {
         tracing::info!(addr = %l.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), "admin listening");
         tokio::spawn(crate::admin::serve(l, app.clone(), stop_rx.clone()));
+    }
+    if let Some(hub) = hub {
+        tracing::info!(addr = %hub.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), "tunnel hub listening");
+        tokio::spawn(hub.serve(stop_rx.clone()));
     }
     app.discovery.reconcile(&app.shared);
     tokio::spawn(maintenance(app.shared.clone()));

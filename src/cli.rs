@@ -1,6 +1,7 @@
 //! Command line (clap). `swarmgate [--config PATH]` runs; `swarmgate check --config PATH`
 //! validates like `nginx -t`; `swarmgate healthcheck` probes the admin `/healthz` (for a
-//! Docker HEALTHCHECK in an image without curl).
+//! Docker HEALTHCHECK in an image without curl); `swarmgate agent --config agent.yaml` runs
+//! the reverse-tunnel agent.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ pub enum Command {
         #[arg(long)]
         admin: Option<String>,
     },
+    /// Run the reverse-tunnel agent (`--config` names the agent file with `agent:`).
+    Agent,
 }
 
 impl Cli {

@@ -21,4 +21,5 @@ pub mod route;
 pub mod runtime;
 pub mod timer;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;

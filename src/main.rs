@@ -54,6 +54,22 @@ fn main() -> anyhow::Result<()> {
             };
             return healthcheck(&addr);
         }
+        Some(Command::Agent) => {
+            init_logging(cli.log_format);
+            let path = cli
+                .config
+                .clone()
+                .context("swarmgate agent needs --config agent.yaml")?;
+            let cfg = swarmgate::config::agent::AgentConfig::load(&path)
+                .with_context(|| format!("{}", path.display()))?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("tokio runtime")?;
+            return rt
+                .block_on(swarmgate::tunnel::agent::run(cfg))
+                .map_err(Into::into);
+        }
         None => {}
     }
     init_logging(cli.log_format);

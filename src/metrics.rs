@@ -24,6 +24,9 @@ pub struct Metrics {
     pub discovery_up: IntGaugeVec,
     pub config_reloads_total: IntCounterVec,
     pub build_info: IntGaugeVec,
+    pub tunnel_agents: IntGaugeVec,
+    pub tunnel_streams_total: IntCounterVec,
+    pub tunnel_bytes_total: IntCounterVec,
     /// Serialises scrapes (gauges are reset and refilled).
     scrape: Mutex<()>,
 }
@@ -125,6 +128,24 @@ impl Metrics {
                 "swarmgate_build_info",
                 "Build information.",
                 &["version"],
+            ),
+            tunnel_agents: gauge(
+                &r,
+                "swarmgate_tunnel_agents",
+                "Connections of tunnel agents to this hub, by agent name.",
+                &["agent"],
+            ),
+            tunnel_streams_total: counter(
+                &r,
+                "swarmgate_tunnel_streams_total",
+                "Streams the hub asked agents to open, by result (opened, refused, failed, no_agent).",
+                &["agent", "result"],
+            ),
+            tunnel_bytes_total: counter(
+                &r,
+                "swarmgate_tunnel_bytes_total",
+                "Bytes through tunnel streams, by direction (to_agent, from_agent).",
+                &["agent", "direction"],
             ),
             registry: r,
             scrape: Mutex::new(()),

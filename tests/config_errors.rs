@@ -115,3 +115,23 @@ fn example_configs_are_valid() {
     }
     assert!(checked >= 4, "only {checked} example configs found");
 }
+
+#[test]
+fn via_names_an_agent_under_tunnel_agents() {
+    let e = err(
+        "upstreams:\n  a:\n    servers:\n      - address: 10.0.0.5:1080\n        via: member-2\n",
+    );
+    assert!(
+        e.contains("upstreams.a.servers[0].via") && e.contains("line 5"),
+        "{e}"
+    );
+    let e = err("tunnel:\n  listen: 0.0.0.0:8443\n  tls: {cert: c, key: k}\n  keepalive_timeout: 0s\n  agents:\n    member-1: {token_file: t}\nupstreams:\n  a:\n    servers:\n      - {address: 10.0.0.5:1080, via: member-1}\n");
+    assert!(
+        e.contains("tunnel.keepalive_timeout") && e.contains("line 4"),
+        "{e}"
+    );
+    let cfg = parse_config("tunnel:\n  listen: 0.0.0.0:8443\n  tls: {cert: c, key: k}\n  agents:\n    member-1: {token_file: t}\nupstreams:\n  a:\n    servers:\n      - {address: 10.0.0.5:1080, via: member-1}\n").unwrap();
+    let t = cfg.tunnel.unwrap();
+    assert_eq!(t.keepalive_timeout, std::time::Duration::from_secs(10));
+    assert_eq!(cfg.upstreams[0].servers[0].via.as_deref(), Some("member-1"));
+}

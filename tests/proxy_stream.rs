@@ -3,23 +3,9 @@
 mod common;
 use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use http_body_util::BodyExt;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
-
-fn channel_body() -> (mpsc::Sender<Bytes>, Body) {
-    let (tx, rx) = mpsc::channel::<Bytes>(4);
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| {
-            (
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(b)),
-                rx,
-            )
-        })
-    });
-    (tx, StreamBody::new(stream).boxed())
-}
 
 #[tokio::test]
 async fn first_response_chunk_reaches_client_before_upstream_finishes() {
@@ -144,98 +130,18 @@ async fn chunked_body_growing_past_limit_is_refused() {
     assert!(r.starts_with("HTTP/1.1 413"), "{r}");
 }
 
-async fn checksum_origin() -> Origin {
-    origin(|req| async move {
-        let mut body = req.into_body();
-        let (mut n, mut sum) = (0u64, 0u64);
-        while let Some(Ok(f)) = body.frame().await {
-            if let Some(d) = f.data_ref() {
-                for &b in d.iter() {
-                    sum = sum.wrapping_mul(31).wrapping_add(u64::from(b));
-                }
-                n += d.len() as u64;
-            }
-        }
-        text(200, format!("{n}:{sum}"))
-    })
-    .await
-}
-
-fn pattern(i: u64) -> u8 {
-    (i.wrapping_mul(2654435761) >> 7) as u8
-}
-
 #[tokio::test]
 async fn sixty_four_mib_upload_and_download_arrive_intact() {
     const SIZE: u64 = 64 << 20;
     let up = checksum_origin().await;
-    let down = origin(|_req| async move {
-        let (tx, body) = channel_body();
-        tokio::spawn(async move {
-            let mut i = 0u64;
-            while i < SIZE {
-                let chunk: Vec<u8> = (i..(i + 65536).min(SIZE)).map(pattern).collect();
-                i += chunk.len() as u64;
-                if tx.send(Bytes::from(chunk)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        hyper::Response::new(body)
-    })
-    .await;
+    let down = pattern_origin(SIZE).await;
     let p = proxy(&format!(
         "client_max_body_size: 0\nupstreams:\n  up:\n    servers: [{{address: '{}'}}]\n  down:\n    servers: [{{address: '{}'}}]\nroutes:\n  - {{path_prefix: /up, upstream: up}}\n  - {{path_prefix: /, upstream: down}}\n",
         up.addr, down.addr
     ))
     .await;
-
-    // Upload.
-    let (tx, body) = channel_body();
-    let mut c = Conn::open(p.addr).await;
-    let req = hyper::Request::post("/up")
-        .header("host", "x")
-        .body(body)
-        .unwrap();
-    let send = tokio::spawn(async move { collect(c.send(req).await.unwrap()).await });
-    let mut expect = 0u64;
-    let mut i = 0u64;
-    while i < SIZE {
-        let chunk: Vec<u8> = (i..(i + 65536).min(SIZE)).map(pattern).collect();
-        for &b in &chunk {
-            expect = expect.wrapping_mul(31).wrapping_add(u64::from(b));
-        }
-        i += chunk.len() as u64;
-        tx.send(Bytes::from(chunk)).await.unwrap();
-    }
-    drop(tx);
-    let (status, _, body) = send.await.unwrap();
-    assert_eq!(status, 200);
-    assert_eq!(body, format!("{SIZE}:{expect}"));
-
-    // Download.
-    let mut c = Conn::open(p.addr).await;
-    let resp = c
-        .send(
-            hyper::Request::get("/")
-                .header("host", "x")
-                .body(empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let mut body = resp.into_body();
-    let mut n = 0u64;
-    while let Some(f) = body.frame().await {
-        let f = f.unwrap();
-        if let Some(d) = f.data_ref() {
-            for (k, &b) in d.iter().enumerate() {
-                assert_eq!(b, pattern(n + k as u64), "byte {}", n + k as u64);
-            }
-            n += d.len() as u64;
-        }
-    }
-    assert_eq!(n, SIZE);
+    upload_pattern(p.addr, "/up", SIZE).await;
+    download_pattern(p.addr, "/", SIZE).await;
 }
 
 #[tokio::test]

@@ -57,14 +57,14 @@ letter-spacing:.3px;padding:8px 10px;background:#f6f8fa;border-bottom:1px solid 
 td{padding:7px 10px;border-bottom:1px solid #eaeef2;vertical-align:middle}
 tr:last-child td{border-bottom:0}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.unhealthy td{background:#fff5f5}tr.down td{background:#fffcf0}tr.draining td{color:var(--mute)}
+tr.unhealthy td{background:#fff5f5}tr.down td,tr.tunnel_down td{background:#fffcf0}tr.draining td{color:var(--mute)}
 .addr{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px}
 .name{color:var(--mute);font-size:12px}
 .pill{display:inline-block;padding:2px 10px;border-radius:999px;font-size:12px;font-weight:600;
 text-transform:uppercase;letter-spacing:.4px;border:1px solid transparent}
 .pill.up{color:var(--up);background:var(--up-bg);border-color:#aceebb}
 .pill.unhealthy{color:var(--bad);background:var(--bad-bg);border-color:#ffcecb}
-.pill.down{color:var(--down);background:var(--down-bg);border-color:#f5e0a0}
+.pill.down,.pill.tunnel_down{color:var(--down);background:var(--down-bg);border-color:#f5e0a0}
 .pill.draining{color:var(--drain);background:var(--drain-bg);border-color:var(--line)}
 .badge{font-size:11.5px;font-weight:500;padding:1px 8px;border-radius:6px;background:#eaeef2;color:var(--ink)}
 .badge.ok{background:var(--up-bg);color:var(--up)}.badge.warn{background:var(--down-bg);color:var(--down)}.badge.err{background:var(--bad-bg);color:var(--bad)}
@@ -103,6 +103,7 @@ fn state_label(state: &str) -> &str {
         "up" => "UP",
         "unhealthy" => "UNHEALTHY",
         "down" => "DOWN",
+        "tunnel_down" => "TUNNEL DOWN",
         _ => "DRAINING",
     }
 }
@@ -138,7 +139,7 @@ fn server_row(out: &mut String, s: &ServerView) {
         _ => "<span class=\"name\">not checked</span>".to_owned(),
     };
     let why = match (s.state, s.down_reason) {
-        ("down", Some(r)) => format!("<div class=\"why\">{}</div>", esc(r)),
+        ("down" | "tunnel_down", Some(r)) => format!("<div class=\"why\">{}</div>", esc(r)),
         _ => String::new(),
     };
     let max_fails = if s.max_fails == 0 {

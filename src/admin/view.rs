@@ -55,8 +55,8 @@ pub struct ServerView {
     pub weight: u32,
     /// Selectable now: not down, not unhealthy, not draining, not banned.
     pub healthy: bool,
-    /// `up`, `down` (config `down` or banned by passive failures), `unhealthy` (active check)
-    /// or `draining`.
+    /// `up`, `down` (config `down` or banned by passive failures), `unhealthy` (active check),
+    /// `tunnel_down` (its `via` agent is not connected) or `draining`.
     pub state: &'static str,
     /// Active-check verdict: `unknown`, `healthy` or `unhealthy`.
     pub health: &'static str,
@@ -118,6 +118,8 @@ pub fn snapshot(app: &App) -> Snapshot {
                         "draining"
                     } else if s.config.down {
                         "down"
+                    } else if s.tunnel_down() {
+                        "tunnel_down"
                     } else if health == Health::Unhealthy {
                         "unhealthy"
                     } else if banned {
@@ -149,6 +151,8 @@ pub fn snapshot(app: &App) -> Snapshot {
                         source: s.source.kind(),
                         down_reason: if s.config.down {
                             Some("down in config")
+                        } else if s.tunnel_down() {
+                            Some("tunnel down: no agent of its `via` name connected")
                         } else if banned {
                             Some("failed out (passive, fail_timeout)")
                         } else {

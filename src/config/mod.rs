@@ -2,6 +2,7 @@
 //! below (defaults applied, cross-references checked). Every default is stated on its field and
 //! in README.md's configuration reference.
 
+pub mod agent;
 mod error;
 pub mod gateway;
 pub mod raw;
@@ -39,6 +40,23 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Routes, first match wins. Default: everything to the only upstream.
     pub routes: Vec<RouteConfig>,
+    /// `tunnel:`: the hub listener agents dial into. Default none. Applies at start (a reload
+    /// does not rebind it or re-read its token files).
+    pub tunnel: Option<TunnelConfig>,
+}
+
+/// The hub side of the reverse tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// `tunnel.listen`: address agents connect to (TLS required). No default.
+    pub listen: SocketAddr,
+    /// `tunnel.tls`: the hub's certificate and key. Required.
+    pub tls: ListenerTls,
+    /// `tunnel.agents`: agent name → its token file (one token per name). Default none.
+    pub agents: BTreeMap<String, PathBuf>,
+    /// `tunnel.keepalive_timeout`: a silent agent connection is dropped after this long (HTTP/2
+    /// PINGs every half of it). Default 10 s.
+    pub keepalive_timeout: Duration,
 }
 
 /// Limits applied to client connections (nginx `client_*`, `keepalive_*`).
@@ -190,6 +208,9 @@ pub struct ServerConfig {
     pub backup: bool,
     /// Permanently out of rotation (nginx `down`). Default false.
     pub down: bool,
+    /// `via`: reach the server through the tunnel agent of this name (dialled on the agent's
+    /// side). Default none (dialled directly).
+    pub via: Option<String>,
 }
 
 /// How Docker discovery finds replicas.

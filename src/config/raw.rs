@@ -116,6 +116,43 @@ pub struct RawConfig {
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     pub routes: Option<Vec<RawRoute>>,
+    pub tunnel: Option<RawTunnel>,
+}
+
+/// `tunnel:` on the hub: where agents connect.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTunnel {
+    pub listen: SocketAddr,
+    pub tls: RawListenerTls,
+    #[serde(default)]
+    pub agents: BTreeMap<String, RawTunnelAgent>,
+    pub keepalive_timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTunnelAgent {
+    pub token_file: String,
+}
+
+/// The agent's file (`swarmgate agent --config agent.yaml`): only `agent:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgentFile {
+    pub agent: RawAgent,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub hub: String,
+    pub name: String,
+    pub token_file: String,
+    pub tls_ca: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    pub keepalive_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,6 +200,7 @@ pub struct RawServer {
     pub fail_timeout: Option<Dur>,
     pub backup: Option<bool>,
     pub down: Option<bool>,
+    pub via: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

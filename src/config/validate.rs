@@ -13,6 +13,8 @@ const DEFAULT_READ_BUFFER: usize = 256 << 10;
 const MIN_READ_BUFFER: usize = 8 << 10;
 
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8080));
+/// Default tunnel `keepalive_timeout` (hub and agent).
+const DEFAULT_TUNNEL_KEEPALIVE: Duration = Duration::from_secs(10);
 const DEFAULT_ADMIN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9901));
 
 /// Parses `ip:port`, `[v6]:port` or `host:port`.
@@ -54,8 +56,8 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
     Validator { text }.config(raw)
 }
 
-struct Validator<'a> {
-    text: &'a str,
+pub(super) struct Validator<'a> {
+    pub(super) text: &'a str,
 }
 
 impl Validator<'_> {
@@ -71,7 +73,7 @@ impl Validator<'_> {
         })
     }
 
-    fn invalid(
+    pub(super) fn invalid(
         &self,
         key: String,
         line_key: &str,
@@ -202,7 +204,38 @@ impl Validator<'_> {
             }
         };
 
+        let tunnel = match raw.tunnel {
+            None => None,
+            Some(t) => Some(TunnelConfig {
+                listen: t.listen,
+                tls: ListenerTls {
+                    cert: t.tls.cert.into(),
+                    key: t.tls.key.into(),
+                },
+                agents: t
+                    .agents
+                    .into_iter()
+                    .map(|(name, a)| (name, a.token_file.into()))
+                    .collect(),
+                keepalive_timeout: self.keepalive(t.keepalive_timeout, "tunnel")?,
+            }),
+        };
+        for u in &upstreams {
+            for (i, s) in u.servers.iter().enumerate() {
+                let Some(via) = &s.via else { continue };
+                if !tunnel.as_ref().is_some_and(|t| t.agents.contains_key(via)) {
+                    return Err(self.invalid(
+                        format!("upstreams.{}.servers[{i}].via", u.name),
+                        "via",
+                        Some(via),
+                        format!("unknown agent {via:?} (not under tunnel.agents)"),
+                    ));
+                }
+            }
+        }
+
         Ok(Config {
+            tunnel,
             listen,
             workers: raw.workers.unwrap_or(0),
             admin_listen,
@@ -280,6 +313,24 @@ impl Validator<'_> {
             listen: r.listen,
             target,
         })
+    }
+
+    /// A tunnel `keepalive_timeout` (default 10 s, at least 1 s) of section `section`.
+    pub(super) fn keepalive(
+        &self,
+        d: Option<super::units::Dur>,
+        section: &str,
+    ) -> Result<Duration, ConfigError> {
+        let d = d.map_or(DEFAULT_TUNNEL_KEEPALIVE, |d| d.0);
+        if d < Duration::from_secs(1) {
+            return Err(self.invalid(
+                format!("{section}.keepalive_timeout"),
+                "keepalive_timeout",
+                None,
+                "must be at least 1s".into(),
+            ));
+        }
+        Ok(d)
     }
 
     fn upstream(&self, name: String, u: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
@@ -399,6 +450,7 @@ fn server(s: RawServer) -> ServerConfig {
         fail_timeout: s.fail_timeout.map_or(Duration::from_secs(10), |d| d.0),
         backup: s.backup.unwrap_or(false),
         down: s.down.unwrap_or(false),
+        via: s.via,
     }
 }
 

@@ -116,6 +116,7 @@ async fn apply_loop(
                         fail_timeout: cfg.fail_timeout,
                         backup: false,
                         down: false,
+                        via: None,
                     },
                     source: Source::Docker(b.name.clone()),
                 }),

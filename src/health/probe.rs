@@ -11,9 +11,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 /// The result of one probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,18 +46,19 @@ async fn attempt(
     settings: &Settings,
     hc: &HealthCheckConfig,
 ) -> Result<Outcome, String> {
-    let mut addr: SocketAddr = server
-        .resolve()
-        .await
-        .map_err(|e| format!("resolve: {}", io_reason(&e)))?;
-    if let Some(port) = hc.port {
-        addr.set_port(port);
-    }
-    let tcp = match TcpStream::connect(addr).await {
+    let tcp = match crate::upstream::transport::open(server, hc.port).await {
         Ok(s) => s,
         Err(e) => {
             server.forget_resolution();
-            return Err(format!("connect: {}", io_reason(&e)));
+            return Err(match e {
+                crate::upstream::transport::TransportError::Resolve(e) => {
+                    format!("resolve: {}", io_reason(&e))
+                }
+                crate::upstream::transport::TransportError::Io(e) => {
+                    format!("connect: {}", io_reason(&e))
+                }
+                e => e.to_string(),
+            });
         }
     };
     if hc.kind == HealthCheckKind::Tcp {
@@ -68,11 +67,10 @@ async fn attempt(
             detail: "TCP connect ok".into(),
         });
     }
-    let _ = tcp.set_nodelay(true);
     let host = match &hc.host {
         Some(h) => h.clone(),
         None => crate::config::ServerAddress {
-            port: addr.port(),
+            port: hc.port.unwrap_or(server.address.port),
             ..server.address.clone()
         }
         .to_string(),

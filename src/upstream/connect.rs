@@ -1,15 +1,15 @@
-//! Dialing a server: DNS (cached per server), TCP with `connect_timeout`, optional TLS, and the
-//! HTTP/1.1 handshake. The connection is driven by its own task, which keeps the server's open
+//! Dialing a server: a byte stream from [`super::transport`] (TCP, or the reverse tunnel) within
+//! `connect_timeout`, optional TLS, and the HTTP/1.1 handshake. The connection is driven by its own task, which keeps the server's open
 //! connection count.
 
 use super::pool::Conn;
 use super::server::Server;
+use super::transport::{self, Stream, TransportError};
 use super::Settings;
 use crate::tls;
 use hyper_util::rt::TokioIo;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::net::TcpStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -25,15 +25,25 @@ pub enum ConnectError {
     ServerName(String),
     #[error("handshake: {0}")]
     Handshake(hyper::Error),
+    #[error("{0}")]
+    Tunnel(crate::tunnel::TunnelError),
+}
+
+impl From<TransportError> for ConnectError {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::Resolve(e) => ConnectError::Resolve(e),
+            TransportError::Io(e) => ConnectError::Io(e),
+            TransportError::Tunnel(e) => ConnectError::Tunnel(e),
+        }
+    }
 }
 
 /// Opens a new connection to `server`.
 pub async fn connect(server: &Arc<Server>, settings: &Settings) -> Result<Conn, ConnectError> {
     let cfg = &settings.config;
     let dial = async {
-        let addr = server.resolve().await.map_err(ConnectError::Resolve)?;
-        let tcp = TcpStream::connect(addr).await.map_err(ConnectError::Io)?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = transport::open(server, None).await?;
         match &settings.tls {
             None => Ok(Io::Plain(tcp)),
             Some(tls_cfg) => {
@@ -75,8 +85,8 @@ pub async fn connect(server: &Arc<Server>, settings: &Settings) -> Result<Conn, 
 }
 
 enum Io {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Plain(Stream),
+    Tls(Box<tokio_rustls::client::TlsStream<Stream>>),
 }
 
 type Handshake<T> = Result<

@@ -89,6 +89,7 @@ impl DynamicUpstreams {
             fail_timeout: self.fail_timeout,
             backup: false,
             down: false,
+            via: None,
         }];
         config.docker = None;
         config.health_check = None;

@@ -7,6 +7,7 @@ pub mod dynamic;
 pub mod pool;
 mod server;
 mod set;
+pub mod transport;
 
 pub use connect::{connect, ConnectError};
 pub use dynamic::DynamicUpstreams;

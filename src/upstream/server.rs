@@ -104,7 +104,15 @@ impl Server {
     /// longer in the live set, so only requests that took the old set before the swap can still
     /// pick it; excluding it there would turn a reload into spurious 502s.
     pub fn usable(&self) -> bool {
-        !self.config.down && self.health() != Health::Unhealthy
+        !self.config.down && self.health() != Health::Unhealthy && !self.tunnel_down()
+    }
+
+    /// Reached `via` a tunnel agent of which none is connected to this hub now.
+    pub fn tunnel_down(&self) -> bool {
+        self.config
+            .via
+            .as_deref()
+            .is_some_and(|a| !crate::tunnel::registry().connected(a))
     }
 
     pub fn is_draining(&self) -> bool {

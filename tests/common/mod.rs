@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
-use hyper::body::Incoming;
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -16,6 +16,7 @@ use std::time::Duration;
 use swarmgate::app::App;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -509,4 +510,154 @@ pub async fn start_swarmgate(tag: &str, body: &str) -> Running {
     let proc = Proc(child);
     wait_listening(addr).await;
     Running { proc, addr, config }
+}
+
+/// A body fed through the returned channel, chunk by chunk.
+pub fn channel_body() -> (mpsc::Sender<Bytes>, Body) {
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| {
+            (
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(b)),
+                rx,
+            )
+        })
+    });
+    (tx, StreamBody::new(stream).boxed())
+}
+
+/// An origin that reads the request body and answers `length:checksum` (see [`pattern`]).
+pub async fn checksum_origin() -> Origin {
+    origin(|req| async move {
+        let mut body = req.into_body();
+        let (mut n, mut sum) = (0u64, 0u64);
+        while let Some(Ok(f)) = body.frame().await {
+            if let Some(d) = f.data_ref() {
+                for &b in d.iter() {
+                    sum = sum.wrapping_mul(31).wrapping_add(u64::from(b));
+                }
+                n += d.len() as u64;
+            }
+        }
+        text(200, format!("{n}:{sum}"))
+    })
+    .await
+}
+
+/// Byte `i` of the test pattern used by the large-body helpers.
+pub fn pattern(i: u64) -> u8 {
+    (i.wrapping_mul(2654435761) >> 7) as u8
+}
+
+/// An origin answering every request with `size` bytes of [`pattern`], streamed.
+pub async fn pattern_origin(size: u64) -> Origin {
+    origin(move |_req| async move {
+        let (tx, body) = channel_body();
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while i < size {
+                let chunk: Vec<u8> = (i..(i + 65536).min(size)).map(pattern).collect();
+                i += chunk.len() as u64;
+                if tx.send(Bytes::from(chunk)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Response::new(body)
+    })
+    .await
+}
+
+/// POSTs `size` bytes of [`pattern`] to `path` (a [`checksum_origin`] behind `addr`) and
+/// checks the length and checksum it saw.
+pub async fn upload_pattern(addr: SocketAddr, path: &str, size: u64) {
+    let (tx, body) = channel_body();
+    let mut c = Conn::open(addr).await;
+    let req = Request::post(path).header("host", "x").body(body).unwrap();
+    let send = tokio::spawn(async move { collect(c.send(req).await.unwrap()).await });
+    let mut expect = 0u64;
+    let mut i = 0u64;
+    while i < size {
+        let chunk: Vec<u8> = (i..(i + 65536).min(size)).map(pattern).collect();
+        for &b in &chunk {
+            expect = expect.wrapping_mul(31).wrapping_add(u64::from(b));
+        }
+        i += chunk.len() as u64;
+        tx.send(Bytes::from(chunk)).await.unwrap();
+    }
+    drop(tx);
+    let (status, _, body) = send.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, format!("{size}:{expect}"));
+}
+
+/// GETs `path` (a [`pattern_origin`] behind `addr`) and checks every byte of the `size`.
+pub async fn download_pattern(addr: SocketAddr, path: &str, size: u64) {
+    let mut c = Conn::open(addr).await;
+    let resp = c
+        .send(
+            Request::get(path)
+                .header("host", "x")
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut n = 0u64;
+    while let Some(f) = body.frame().await {
+        let f = f.unwrap();
+        if let Some(d) = f.data_ref() {
+            for (k, &b) in d.iter().enumerate() {
+                assert_eq!(b, pattern(n + k as u64), "byte {}", n + k as u64);
+            }
+            n += d.len() as u64;
+        }
+    }
+    assert_eq!(n, size);
+}
+
+/// Test certificates written to `dir` as ca.pem, cert.pem and key.pem.
+pub struct Pki {
+    pub dir: std::path::PathBuf,
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A CA and a server certificate for `localhost` / 127.0.0.1 signed by it.
+pub fn pki(tag: &str) -> Pki {
+    pki_for(tag, &["localhost", "127.0.0.1"])
+}
+
+/// Like [`pki`], for the server names (DNS names or IPs) `names`.
+pub fn pki_for(tag: &str, names: &[&str]) -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "swarmgate test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "replica");
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let dir = std::env::temp_dir().join(format!("swarmgate-tls-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = Pki {
+        dir,
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    };
+    std::fs::write(p.dir.join("ca.pem"), &p.ca_pem).unwrap();
+    std::fs::write(p.dir.join("cert.pem"), &p.cert_pem).unwrap();
+    std::fs::write(p.dir.join("key.pem"), &p.key_pem).unwrap();
+    p
 }
