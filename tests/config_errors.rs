@@ -95,3 +95,56 @@ fn read_buffers_default_to_256k_and_refuse_below_hypers_minimum() {
         "{e}"
     );
 }
+
+#[test]
+fn http2_block_defaults_and_protocol_checks() {
+    let c = parse_config("upstreams:\n  u:\n    servers: [{address: 'a:1'}]\n").unwrap();
+    assert_eq!(c.http2.max_concurrent_streams, 128);
+    assert_eq!(c.http2.initial_stream_window, 1 << 20);
+    assert_eq!(c.http2.keepalive_interval.as_secs(), 30);
+    assert_eq!(c.http2.keepalive_timeout.as_secs(), 10);
+    assert_eq!(c.upstreams[0].protocol, swarmgate::config::Protocol::Http1);
+
+    let c = parse_config(
+        "http2:\n  max_concurrent_streams: 16\n  initial_stream_window: 256k\nupstreams:\n  u:\n    protocol: h2c\n    servers: [{address: 'a:1'}]\n    health_check: {type: grpc, service: \"\"}\n",
+    )
+    .unwrap();
+    assert_eq!(c.upstreams[0].http2.max_concurrent_streams, 16);
+    assert_eq!(c.upstreams[0].http2.initial_stream_window, 256 << 10);
+
+    let e = err("upstreams:\n  u:\n    protocol: h2\n    servers: [{address: 'a:1'}]\n");
+    assert!(
+        e.contains("upstreams.u.protocol") && e.contains("line 3"),
+        "{e}"
+    );
+    assert!(e.contains("scheme: https"), "{e}");
+    let e = err(
+        "upstreams:\n  u:\n    scheme: https\n    protocol: h2c\n    servers: [{address: 'a:1'}]\n",
+    );
+    assert!(
+        e.contains("upstreams.u.protocol") && e.contains("line 4"),
+        "{e}"
+    );
+    let e = err("upstreams:\n  u:\n    protocol: h3\n    servers: [{address: 'a:1'}]\n");
+    assert!(e.contains("protocol") && e.contains("line 3"), "{e}");
+    let e = err(
+        "http2:\n  initial_stream_window: 1k\nupstreams:\n  u:\n    servers: [{address: 'a:1'}]\n",
+    );
+    assert!(
+        e.contains("http2.initial_stream_window") && e.contains("line 2"),
+        "{e}"
+    );
+    let e = err(
+        "http2:\n  max_concurrent_streams: 0\nupstreams:\n  u:\n    servers: [{address: 'a:1'}]\n",
+    );
+    assert!(
+        e.contains("http2.max_concurrent_streams") && e.contains("line 2"),
+        "{e}"
+    );
+    let e =
+        err("upstreams:\n  u:\n    servers: [{address: 'a:1'}]\n    health_check: {type: grpc}\n");
+    assert!(
+        e.contains("health_check.type") && e.contains("line 4"),
+        "{e}"
+    );
+}

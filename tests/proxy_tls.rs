@@ -5,48 +5,9 @@ mod common;
 use common::*;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Pki {
-    dir: PathBuf,
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-/// A CA and a server certificate for `localhost` / 127.0.0.1 signed by it.
-fn pki(tag: &str) -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "swarmgate test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "replica");
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let dir = std::env::temp_dir().join(format!("swarmgate-tls-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = Pki {
-        dir,
-        ca_pem: ca.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    };
-    std::fs::write(p.dir.join("ca.pem"), &p.ca_pem).unwrap();
-    std::fs::write(p.dir.join("cert.pem"), &p.cert_pem).unwrap();
-    std::fs::write(p.dir.join("key.pem"), &p.key_pem).unwrap();
-    p
-}
 
 /// An HTTPS origin (no ALPN, like Kuscia's gateway) answering 401 like Kuscia does.
 async fn tls_origin(p: &Pki) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
@@ -153,21 +114,9 @@ async fn tls_listener_serves_http11() {
         one_upstream(o.addr)
     ))
     .await;
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls::pki_types::pem::PemObject;
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let cfg = pki.client_config(&[b"http/1.1"]);
     let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    let mut tls = tokio_rustls::TlsConnector::from(cfg)
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .unwrap();

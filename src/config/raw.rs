@@ -3,7 +3,9 @@
 //! `validate.rs`; every field here is optional unless the file format requires it.
 
 use super::units::{Dur, Size};
-use super::{DockerMode, HealthCheckKind, Scheme, ServerAddress, StatusMatch, WhenAllDown};
+use super::{
+    DockerMode, HealthCheckKind, Protocol, Scheme, ServerAddress, StatusMatch, WhenAllDown,
+};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -88,6 +90,7 @@ pub struct RawConfig {
     pub max_connections: Option<usize>,
     pub shutdown_timeout: Option<Dur>,
     pub access_log: Option<bool>,
+    pub http2: Option<RawHttp2>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     pub routes: Option<Vec<RawRoute>>,
@@ -97,6 +100,16 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
+}
+
+/// `http2:` settings for both sides' HTTP/2 connections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp2 {
+    pub max_concurrent_streams: Option<u32>,
+    pub initial_stream_window: Option<Size>,
+    pub keepalive_interval: Option<Dur>,
+    pub keepalive_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +123,7 @@ pub struct RawListenerTls {
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub scheme: Option<Scheme>,
+    pub protocol: Option<Protocol>,
     pub tls_verify: Option<bool>,
     pub tls_ca: Option<String>,
     pub tls_sni: Option<String>,
@@ -177,6 +191,7 @@ pub struct RawHealthCheck {
     pub expect_status: Option<Vec<StatusMatch>>,
     pub default_down: Option<bool>,
     pub port: Option<u16>,
+    pub service: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

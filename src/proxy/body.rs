@@ -124,8 +124,14 @@ impl Body for ResBody {
             Kind::Streamed(s) => match Pin::new(&mut s.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     s.timer.progressed = true;
-                    if let (Some(d), Some(g)) = (frame.data_ref(), &mut this.guard) {
-                        g.add_bytes(d.len() as u64);
+                    if let Some(g) = &mut this.guard {
+                        if let Some(d) = frame.data_ref() {
+                            g.add_bytes(d.len() as u64);
+                        } else if let Some(code) =
+                            frame.trailers_ref().and_then(super::grpc::status_of)
+                        {
+                            g.set_grpc_status(code);
+                        }
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }

@@ -1,5 +1,6 @@
 //! The one place where failures become client responses: every error on the request path is a
-//! [`ProxyError`], and [`ProxyError::status`] maps it to its status code.
+//! [`ProxyError`], and [`ProxyError::status`] maps it to its status code ([`ProxyError::grpc_status`]
+//! to its gRPC status when the request was a gRPC call).
 
 use super::body::ResBody;
 use crate::body::BodyError;
@@ -62,6 +63,31 @@ impl ProxyError {
         }
     }
 
+    /// The gRPC status of this failure when the request was a gRPC call (answered as HTTP 200
+    /// trailers-only, which a gRPC client can read where it cannot read a 502 page).
+    pub fn grpc_status(&self) -> u16 {
+        use super::grpc::code;
+        match self {
+            ProxyError::NoLiveUpstreams
+            | ProxyError::Connect(_)
+            | ProxyError::Upstream(_)
+            | ProxyError::Upstream101
+            | ProxyError::UpstreamHeadTooLarge
+            | ProxyError::ShuttingDown => code::UNAVAILABLE,
+            ProxyError::UpstreamTimeout
+            | ProxyError::UpstreamSendTimeout
+            | ProxyError::ClientBody(BodyError::ClientTimeout) => code::DEADLINE_EXCEEDED,
+            ProxyError::BodyTooLarge | ProxyError::ClientBody(BodyError::TooLarge) => {
+                code::RESOURCE_EXHAUSTED
+            }
+            ProxyError::NoRoute => code::UNIMPLEMENTED,
+            ProxyError::BadRequest(_)
+            | ProxyError::UriTooLong
+            | ProxyError::MethodNotAllowed(_)
+            | ProxyError::ClientBody(_) => code::INTERNAL,
+        }
+    }
+
     /// Whether the client connection should be closed after this answer (its framing may be
     /// unreliable or its body was not read).
     pub fn closes_connection(&self) -> bool {
@@ -77,8 +103,17 @@ impl ProxyError {
         )
     }
 
-    /// A short plain-text answer, nginx style.
-    pub fn to_response(&self) -> Response<ResBody> {
+    /// A short plain-text answer, nginx style; for a gRPC request (`grpc`) a trailers-only
+    /// answer with [`ProxyError::grpc_status`].
+    pub fn to_response(&self, grpc: bool) -> Response<ResBody> {
+        if grpc {
+            let mut resp = super::grpc::trailers_only(self.grpc_status(), &self.to_string());
+            if self.closes_connection() {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return resp;
+        }
         let status = self.status();
         let body = format!(
             "{} {}\n",

@@ -5,6 +5,7 @@ use super::body::ResBody;
 use super::conn::ConnState;
 use super::error::ProxyError;
 use super::forward::{self, Outgoing};
+use super::grpc;
 use super::guard::RequestGuard;
 use super::headers;
 use super::upgrade;
@@ -35,6 +36,9 @@ pub async fn handle(
 ) -> Result<Response<ResBody>, Infallible> {
     let rt = cx.shared.runtime_full();
     let seq = cx.state.begin();
+    let h2 = req.version() == Version::HTTP_2;
+    let grpc = grpc::is_grpc(req.headers());
+    let deadline = grpc.then(|| grpc::timeout(req.headers())).flatten();
     let log = rt.access_log.then(|| {
         let target = req
             .uri()
@@ -43,19 +47,41 @@ pub async fn handle(
         (req.method().clone(), target)
     });
     let mut guard = RequestGuard::begin(cx.state.clone(), log);
+    guard.set_protocol(if h2 { "h2" } else { "http/1.1" });
     // Boxed: hyper keeps the handler's future in a per-connection allocation for the
     // connection's whole life; the forwarding state (~6 KB) is only needed while a request is
     // in flight, so an idle keepalive connection holds a few hundred bytes instead.
-    let mut resp = match Box::pin(proxy(req, &cx, &rt, &mut guard)).await {
+    let forwarding = Box::pin(proxy(req, &cx, &rt, &mut guard));
+    // `grpc-timeout` bounds the wait for the upstream's answer (the header goes upstream too).
+    let result = match deadline {
+        None => forwarding.await,
+        Some(d) => tokio::time::timeout(d, forwarding)
+            .await
+            .unwrap_or(Err(ProxyError::UpstreamTimeout)),
+    };
+    let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
             guard.set_error(&e);
-            e.to_response()
+            if grpc {
+                guard.set_grpc_status(e.grpc_status());
+            }
+            e.to_response(grpc)
         }
     };
     guard.set_status(resp.status().as_u16());
+    if grpc {
+        if let Some(code) = grpc::status_of(resp.headers()) {
+            guard.set_grpc_status(code); // trailers-only answer
+        }
+    }
     let limit = rt.client.keepalive_requests;
-    if (limit != 0 && seq >= limit) || cx.shared.is_shutting_down() || cx.state.is_closing() {
+    if h2 {
+        // Connection-specific fields do not exist in HTTP/2 (RFC 9113 §8.2.2); shutdown is
+        // a GOAWAY instead.
+        resp.headers_mut().remove(header::CONNECTION);
+    } else if (limit != 0 && seq >= limit) || cx.shared.is_shutting_down() || cx.state.is_closing()
+    {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -123,7 +149,14 @@ async fn proxy(
         && headers::connection_has(req.headers(), "upgrade");
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    headers::to_upstream(&mut parts.headers, &cx.client_ip, cx.proto, upgrade);
+    let keep_te = parts.version == Version::HTTP_2 || grpc::is_grpc(&parts.headers);
+    headers::to_upstream(
+        &mut parts.headers,
+        &cx.client_ip,
+        cx.proto,
+        upgrade,
+        keep_te,
+    );
     let (body, body_status) = if body.is_end_stream() {
         (ReqBody::empty(), None)
     } else {

@@ -27,7 +27,11 @@ pub struct Settings {
 
 impl Settings {
     pub fn new(config: &UpstreamConfig) -> Result<Self, TlsError> {
-        let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| tls::client_config(t, config.protocol))
+            .transpose()?;
         Ok(Settings {
             pool: PoolLimits {
                 max_idle: config.keepalive,

@@ -247,6 +247,73 @@ pub fn one_upstream(addr: impl std::fmt::Display) -> String {
     format!("upstreams:\n  u:\n    servers: [{{address: '{addr}'}}]\n")
 }
 
+pub struct Pki {
+    pub dir: std::path::PathBuf,
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A CA and a server certificate for `localhost` / 127.0.0.1 signed by it.
+pub fn pki(tag: &str) -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "swarmgate test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "replica");
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let dir = std::env::temp_dir().join(format!("swarmgate-tls-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = Pki {
+        dir,
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    };
+    std::fs::write(p.dir.join("ca.pem"), &p.ca_pem).unwrap();
+    std::fs::write(p.dir.join("cert.pem"), &p.cert_pem).unwrap();
+    std::fs::write(p.dir.join("key.pem"), &p.key_pem).unwrap();
+    p
+}
+
+impl Pki {
+    /// A client configuration trusting this CA and offering `alpn`.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(cfg)
+    }
+
+    /// `tls: {cert, key}` for swarmgate's listener.
+    pub fn listener_yaml(&self) -> String {
+        format!(
+            "tls: {{cert: '{}', key: '{}'}}\n",
+            self.dir.join("cert.pem").display(),
+            self.dir.join("key.pem").display()
+        )
+    }
+}
+
 /// A temporary directory unique to this test process and `tag`.
 pub fn tmpdir(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("swarmgate-{tag}-{}", std::process::id()));
@@ -418,4 +485,91 @@ pub async fn start_swarmgate(tag: &str, body: &str) -> Running {
     let proc = Proc(child);
     wait_listening(addr).await;
     Running { proc, addr, config }
+}
+
+/// An HTTP/2 client connection (hyper's client): h2c with prior knowledge or h2 over TLS.
+#[derive(Clone)]
+pub struct H2Conn {
+    pub tx: hyper::client::conn::http2::SendRequest<Body>,
+}
+
+impl H2Conn {
+    /// h2c: the preface right away on a plain connection.
+    pub async fn open(addr: SocketAddr) -> H2Conn {
+        let s = TcpStream::connect(addr).await.unwrap();
+        H2Conn::handshake(s).await
+    }
+
+    /// h2 over TLS; panics unless ALPN picked h2.
+    pub async fn open_tls(addr: SocketAddr, pki: &Pki) -> H2Conn {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(pki.client_config(&[b"h2", b"http/1.1"]))
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        H2Conn::handshake(tls).await
+    }
+
+    async fn handshake<T>(io: T) -> H2Conn
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (tx, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(io),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        H2Conn { tx }
+    }
+
+    pub async fn send(&mut self, req: Request<Body>) -> hyper::Result<Response<Incoming>> {
+        self.tx.ready().await?;
+        self.tx.send_request(req).await
+    }
+
+    /// GET `http://test.local{path}`; status, headers and the whole body.
+    pub async fn get(&mut self, path: &str) -> (StatusCode, http::HeaderMap, Bytes) {
+        let req = Request::get(format!("http://test.local{path}"))
+            .body(empty())
+            .unwrap();
+        collect(self.send(req).await.unwrap()).await
+    }
+}
+
+/// An origin that describes the request it got in `x-seen-*` headers and echoes its body.
+pub async fn echo_origin() -> Origin {
+    origin(|req: Request<Incoming>| async move {
+        let seen = |name: &str| {
+            req.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap_or("?").to_owned())
+                .unwrap_or_default()
+        };
+        let head = [
+            ("x-seen-host", seen("host")),
+            ("x-seen-te", seen("te")),
+            ("x-seen-proto", seen("x-forwarded-proto")),
+            ("x-seen-connection", seen("connection")),
+            ("x-seen-version", format!("{:?}", req.version())),
+            ("x-seen-method", req.method().to_string()),
+            ("x-seen-path", req.uri().to_string()),
+        ];
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let mut r = Response::new(full(body));
+        for (k, v) in head {
+            r.headers_mut().insert(k, v.parse().unwrap());
+        }
+        r
+    })
+    .await
 }

@@ -1,0 +1,166 @@
+//! HTTP/2 on the client side: h2c with prior knowledge on the plain listener (HTTP/1.1 clients
+//! keep working on the same port), h2 over TLS by ALPN, translation to an HTTP/1.1 upstream
+//! (RFC 9113 §8), and curl when it is installed.
+
+mod common;
+use common::*;
+use http::Request;
+use std::time::Duration;
+
+#[tokio::test]
+async fn h2c_prior_knowledge_and_http11_share_the_plain_port() {
+    let o = echo_origin().await;
+    let p = proxy(&one_upstream(o.addr)).await;
+
+    let mut h2 = H2Conn::open(p.addr).await;
+    let req = Request::post("http://kuscia.local/api/x?y=1")
+        .header("te", "trailers")
+        .header("content-type", "application/json")
+        .body(full("{\"k\":1}"))
+        .unwrap();
+    let (s, h, b) = collect(h2.send(req).await.unwrap()).await;
+    assert_eq!(s, 200);
+    assert_eq!(&b[..], b"{\"k\":1}");
+    assert_eq!(
+        h["x-seen-version"], "HTTP/1.1",
+        "the upstream speaks HTTP/1.1"
+    );
+    assert_eq!(h["x-seen-host"], "kuscia.local", ":authority becomes Host");
+    assert_eq!(h["x-seen-path"], "/api/x?y=1");
+    assert_eq!(h["x-seen-method"], "POST");
+    assert_eq!(h["x-seen-te"], "trailers", "TE: trailers survives");
+    assert_eq!(h["x-seen-proto"], "http");
+
+    // Many streams at once on the one connection, all answered.
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let mut c = h2.clone();
+        tasks.push(tokio::spawn(async move { c.get(&format!("/s/{i}")).await }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let (s, h, _) = t.await.unwrap();
+        assert_eq!(s, 200);
+        assert_eq!(h["x-seen-path"], format!("/s/{i}").as_str());
+    }
+
+    // HTTP/1.1 on the same port.
+    let (s, h, _) = get(p.addr, "/h1").await;
+    assert_eq!(s, 200);
+    assert_eq!(h["x-seen-path"], "/h1");
+}
+
+#[tokio::test]
+async fn h2_over_tls_by_alpn_to_an_http11_upstream() {
+    let pki = pki("h2alpn");
+    let o = echo_origin().await;
+    let p = proxy(&format!("{}{}", pki.listener_yaml(), one_upstream(o.addr))).await;
+    let mut h2 = H2Conn::open_tls(p.addr, &pki).await;
+    let (s, h, _) = h2.get("/over-tls").await;
+    assert_eq!(s, 200);
+    assert_eq!(h["x-seen-proto"], "https");
+    assert_eq!(h["x-seen-host"], "test.local");
+    assert_eq!(h["x-seen-version"], "HTTP/1.1");
+    assert!(h.get("connection").is_none());
+
+    // A client offering only http/1.1 still gets HTTP/1.1 on the same listener.
+    let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(pki.client_config(&[b"http/1.1"]))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+}
+
+#[tokio::test]
+async fn h2_errors_have_no_connection_header_and_the_connection_survives() {
+    // No upstream server alive: 502, and the HTTP/2 connection keeps serving.
+    let dead = dead_port();
+    let p = proxy(&one_upstream(dead.addr)).await;
+    let mut h2 = H2Conn::open(p.addr).await;
+    for _ in 0..3 {
+        let (s, h, _) = h2.get("/").await;
+        assert_eq!(s, 502);
+        assert!(h.get("connection").is_none());
+    }
+}
+
+#[tokio::test]
+async fn idle_h2_connection_before_any_request_is_closed_after_the_header_timeout() {
+    let o = echo_origin().await;
+    let p = proxy(&format!(
+        "client_header_timeout: 300ms\n{}",
+        one_upstream(o.addr)
+    ))
+    .await;
+    let h2 = H2Conn::open(p.addr).await;
+    // The preface and SETTINGS came, but no request: the connection is closed.
+    let mut tx = h2.tx.clone();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while !tx.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "connection still open");
+    let _ = tx.ready().await;
+}
+
+/// curl with `--http2-prior-knowledge` (plain) and `--http2` (TLS, ALPN). Skipped without
+/// curl unless CI=true.
+#[tokio::test]
+async fn curl_http2_prior_knowledge_and_alpn() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "curl missing in CI"
+        );
+        eprintln!("curl not installed; skipped");
+        return;
+    }
+    let pki = pki("h2curl");
+    let o = echo_origin().await;
+    let plain = proxy(&one_upstream(o.addr)).await;
+    let tls = proxy(&format!("{}{}", pki.listener_yaml(), one_upstream(o.addr))).await;
+    let ca = pki.dir.join("ca.pem");
+    // The response head, lower-cased (stderr appended for failure messages).
+    let run = |args: Vec<String>| async move {
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("curl")
+                .args(["-sS", "-D", "-", "-o", "/dev/null", "--max-time", "20"])
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        (head, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (head, err) = run(vec![
+        "--http2-prior-knowledge".into(),
+        format!("http://{}/pk", plain.addr),
+    ])
+    .await;
+    assert!(head.starts_with("http/2 200"), "{head} {err}");
+    assert!(head.contains("x-seen-path: /pk"), "{head}");
+
+    let (head, err) = run(vec![
+        "--http2".into(),
+        "--cacert".into(),
+        ca.display().to_string(),
+        "--resolve".into(),
+        format!("localhost:{}:127.0.0.1", tls.addr.port()),
+        format!("https://localhost:{}/alpn", tls.addr.port()),
+    ])
+    .await;
+    assert!(head.starts_with("http/2 200"), "{head} {err}");
+    assert!(head.contains("x-seen-proto: https"), "{head}");
+
+    // Plain curl without HTTP/2 on the plain port: HTTP/1.1.
+    let (head, err) = run(vec![format!("http://{}/h1", plain.addr)]).await;
+    assert!(head.starts_with("http/1.1 200"), "{head} {err}");
+}
