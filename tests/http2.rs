@@ -164,3 +164,156 @@ async fn curl_http2_prior_knowledge_and_alpn() {
     let (head, err) = run(vec![format!("http://{}/h1", plain.addr)]).await;
     assert!(head.starts_with("http/1.1 200"), "{head} {err}");
 }
+
+/// `upstreams: {u: {protocol: h2c, servers: [...]}}` with these (address, weight) servers.
+fn h2c_upstream(servers: &[(std::net::SocketAddr, u32)]) -> String {
+    let list: Vec<String> = servers
+        .iter()
+        .map(|(a, w)| format!("{{address: '{a}', weight: {w}}}"))
+        .collect();
+    format!(
+        "upstreams:\n  u:\n    protocol: h2c\n    servers: [{}]\n",
+        list.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn http11_client_to_an_h2c_upstream() {
+    let o = origin_h2c(|req: Request<hyper::body::Incoming>| async move {
+        let mut r = text(200, format!("{:?} {}", req.version(), req.uri()));
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        r.headers_mut().insert("x-authority", host.parse().unwrap());
+        r.headers_mut().insert(
+            "x-host-header",
+            req.headers()
+                .contains_key("host")
+                .to_string()
+                .parse()
+                .unwrap(),
+        );
+        r
+    })
+    .await;
+    let p = proxy(&h2c_upstream(&[(o.addr, 1)])).await;
+    let mut c = Conn::open(p.addr).await;
+    for _ in 0..20 {
+        let (s, h, b) = c.get("/x?y=2").await;
+        assert_eq!(s, 200);
+        assert_eq!(&b[..], b"HTTP/2.0 http://test.local/x?y=2");
+        assert_eq!(h["x-authority"], "test.local", "Host became :authority");
+        assert_eq!(h["x-host-header"], "false");
+    }
+    assert_eq!(o.accepts(), 1, "one multiplexed connection");
+}
+
+#[tokio::test]
+async fn streams_of_one_h2_client_are_balanced_per_request_over_few_connections() {
+    let a = named_h2c("a").await;
+    let b = named_h2c("b").await;
+    let c = named_h2c("c").await;
+    let p = proxy(&format!(
+        "http2: {{max_concurrent_streams: 8}}\n{}",
+        h2c_upstream(&[(a.addr, 3), (b.addr, 2), (c.addr, 1)])
+    ))
+    .await;
+    // Three client connections; each first learns swarmgate's SETTINGS (8 streams at most),
+    // then keeps 8 requests in flight.
+    let mut counts = std::collections::HashMap::new();
+    let mut count = |h: &http::HeaderMap| {
+        *counts
+            .entry(h["x-origin"].to_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    };
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut h2 = H2Conn::open(p.addr).await;
+        let (s, h, _) = h2.get("/warm").await;
+        assert_eq!(s, 200);
+        count(&h);
+        clients.push(h2);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..117 {
+        let mut h2 = clients[i % 3].clone();
+        tasks.push(tokio::spawn(async move { h2.get("/").await }));
+    }
+    for t in tasks {
+        let (s, h, _) = t.await.unwrap();
+        assert_eq!(s, 200);
+        count(&h);
+    }
+    assert_eq!(counts["a"], 60, "{counts:?}");
+    assert_eq!(counts["b"], 40, "{counts:?}");
+    assert_eq!(counts["c"], 20, "{counts:?}");
+    for o in [&a, &b, &c] {
+        // At most 8 streams per connection: 120 concurrent streams need a few, not 120.
+        assert!(
+            o.accepts() >= 1 && o.accepts() <= 8,
+            "{} connections",
+            o.accepts()
+        );
+    }
+}
+
+/// An h2c origin answering `name` with header `x-origin: name`.
+async fn named_h2c(name: &'static str) -> Origin {
+    origin_h2c(move |_req| async move {
+        // Slow enough that requests overlap and connections fill up.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut r = text(200, name);
+        r.headers_mut().insert("x-origin", name.parse().unwrap());
+        r
+    })
+    .await
+}
+
+/// An h2c server (the h2 crate directly) that refuses every stream with REFUSED_STREAM.
+async fn refusing_h2c() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = refused.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let n = n.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(s).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
+            });
+        }
+    });
+    (addr, refused)
+}
+
+#[tokio::test]
+async fn refused_streams_go_to_another_server_whatever_the_method() {
+    let (bad, refused) = refusing_h2c().await;
+    let good = named_h2c("good").await;
+    let p = proxy(&h2c_upstream(&[(bad, 1), (good.addr, 1)])).await;
+    let mut c = Conn::open(p.addr).await;
+    for _ in 0..6 {
+        let req = Request::post("/nonidempotent")
+            .header("host", "x")
+            .body(empty())
+            .unwrap();
+        let (s, h, _) = collect(c.send(req).await.unwrap()).await;
+        assert_eq!(s, 200);
+        assert_eq!(h["x-origin"], "good");
+    }
+    assert!(refused.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    // A refusal is not a server failure: the refusing server stays in rotation (max_fails 1
+    // would otherwise have banned it after the first) and keeps being asked.
+    assert!(refused.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+}

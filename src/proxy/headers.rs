@@ -242,6 +242,30 @@ pub fn to_upstream(
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
 }
 
+/// Turns a request for an HTTP/1.1 upstream into one for an HTTP/2 upstream (RFC 9113 §8.3.1):
+/// `Host` becomes `:authority` (and is removed), `scheme` becomes `:scheme`.
+pub fn to_h2_upstream<B>(req: &mut http::Request<B>, scheme: &'static str) {
+    let host = req.headers_mut().remove(header::HOST);
+    let authority = host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok());
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.scheme = Some(if scheme == "https" {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    parts.authority = authority.or_else(|| Some(http::uri::Authority::from_static("localhost")));
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    *req.version_mut() = http::Version::HTTP_2;
+}
+
 /// Prepares an upstream response's headers for the client.
 pub fn to_client(headers: &mut HeaderMap, upgrade: bool) {
     let scan = Scan::of(headers);

@@ -2,13 +2,18 @@
 //! flow. Membership comes from the static `servers` list and from discovery; a server that stays
 //! keeps its health, failure counts and pooled connections, a removed one drains.
 
+mod checkout;
 mod connect;
+pub mod h2pool;
 pub mod pool;
+mod sender;
 mod server;
 mod set;
 
+pub use checkout::checkout;
 pub use connect::{connect, ConnectError};
 pub use pool::{Conn, PoolLimits};
+pub use sender::Sender;
 pub use server::{Health, LastCheck, Server, Source};
 pub use set::{ServerSet, Tried};
 

@@ -67,6 +67,23 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
+    origin_speaking(false, handler).await
+}
+
+/// A real HTTP/2 (h2c, prior knowledge) origin server.
+pub async fn origin_h2c<F, Fut>(handler: F) -> Origin
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    origin_speaking(true, handler).await
+}
+
+async fn origin_speaking<F, Fut>(h2c: bool, handler: F) -> Origin
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepts = Arc::new(AtomicUsize::new(0));
@@ -88,9 +105,21 @@ where
                     let fut = h(req);
                     async move { Ok::<_, std::convert::Infallible>(fut.await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .with_upgrades();
+                let io = TokioIo::new(stream);
+                let conn: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = if h2c {
+                    Box::pin(
+                        hyper::server::conn::http2::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(io, svc),
+                    )
+                } else {
+                    Box::pin(
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, svc)
+                            .with_upgrades(),
+                    )
+                };
                 tokio::select! {
                     _ = conn => {}
                     _ = kill_rx.wait_for(|k| *k) => {}
