@@ -129,22 +129,33 @@ impl tonic::codegen::Service<http::Request<tonic::body::BoxBody>> for Echo {
     }
 }
 
-/// A tonic server on 127.0.0.1 serving `test.Echo` and `grpc.health.v1.Health`.
+/// A tonic server on 127.0.0.1 serving `test.Echo` and `grpc.health.v1.Health`, on a runtime
+/// of its own so that [`Replica::kill`] can end it abruptly, connections included.
 struct Replica {
     addr: SocketAddr,
     calls: Arc<AtomicUsize>,
     health: tonic_health::server::HealthReporter,
-    task: tokio::task::JoinHandle<()>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Replica {
+    /// A dead replica: every socket closes at once, in-flight calls get no answer.
+    fn kill(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Drop for Replica {
     fn drop(&mut self) {
-        self.task.abort();
+        self.kill();
     }
 }
 
 async fn replica(name: &'static str) -> Replica {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let (health, health_svc) = tonic_health::server::health_reporter();
@@ -152,7 +163,13 @@ async fn replica(name: &'static str) -> Replica {
         name,
         calls: calls.clone(),
     };
-    let task = tokio::spawn(async move {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         let _ = tonic::transport::Server::builder()
             .add_service(echo)
             .add_service(health_svc)
@@ -163,7 +180,7 @@ async fn replica(name: &'static str) -> Replica {
         addr,
         calls,
         health,
-        task,
+        rt: Some(rt),
     }
 }
 
@@ -377,4 +394,81 @@ async fn grpc_health_check_takes_a_not_serving_replica_out_and_back() {
             break;
         }
     }
+}
+
+#[tokio::test]
+async fn a_replica_killed_during_calls_fails_only_its_in_flight_calls_with_unavailable() {
+    let (a, b, mut c) = (replica("a").await, replica("b").await, replica("c").await);
+    let p = proxy(&grpc_upstream(&[(a.addr, 1), (b.addr, 1), (c.addr, 1)], "")).await;
+    let client = channel(p.addr).await;
+    // 30 slow calls (20 s each unless their replica dies), 10 per replica.
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let mut client = client.clone();
+        let m = Msg {
+            text: String::new(),
+            seq: i,
+            n: 20_000,
+        };
+        tasks.push(tokio::spawn(
+            async move { unary(&mut client, m, None).await },
+        ));
+    }
+    let t = std::time::Instant::now();
+    while c.calls.load(Ordering::SeqCst) < 10 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "calls never reached c"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.kill();
+    // c's ten in-flight calls fail with UNAVAILABLE (a gRPC status, not a transport error);
+    // the others are still running on a and b.
+    let mut running: futures_util::stream::FuturesUnordered<_> = tasks.into_iter().collect();
+    for _ in 0..10 {
+        let done = tokio::time::timeout(Duration::from_secs(15), running.next())
+            .await
+            .expect("c's calls did not fail")
+            .unwrap()
+            .unwrap();
+        let e = done.expect_err("a slow call finished early");
+        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    }
+    assert_eq!(running.len(), 20, "a's and b's calls still running");
+    // New calls all succeed, on a and b.
+    let mut fresh = channel(p.addr).await;
+    for i in 0..20 {
+        let m = unary(&mut fresh, msg(i), None).await.unwrap();
+        assert!(m.text == "a" || m.text == "b", "{m:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_stream_cut_by_a_dying_replica_ends_with_unavailable() {
+    let mut r = replica("a").await;
+    let p = proxy(&grpc_upstream(&[(r.addr, 1)], "")).await;
+    let mut c = channel(p.addr).await;
+    c.ready().await.unwrap();
+    let req = tonic::Request::new(Msg {
+        text: String::new(),
+        seq: 20, // 20 ms between messages
+        n: 10_000,
+    });
+    let path = http::uri::PathAndQuery::from_static("/test.Echo/ServerStream");
+    let mut s = c
+        .server_streaming(req, path, ProstCodec::<Msg, Msg>::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.message().await.unwrap().unwrap().seq, 0);
+    r.kill();
+    let e = loop {
+        match s.message().await {
+            Ok(Some(_)) => continue, // already in flight
+            Ok(None) => panic!("stream ended cleanly"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
 }

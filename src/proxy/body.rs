@@ -3,6 +3,7 @@
 //! body is complete, and ends the request's accounting (access log, metrics, in-flight counts)
 //! when dropped.
 
+use super::error::ProxyError;
 use super::guard::RequestGuard;
 use crate::body::{BodyError, IdleTimer};
 use crate::upstream::{Conn, PoolLimits, Server};
@@ -36,6 +37,9 @@ impl Lease {
 #[derive(Debug)]
 pub struct Streamed {
     inner: Incoming,
+    /// A gRPC call: a failure mid-body ends the response with `grpc-status` trailers (which a
+    /// gRPC client reads as that status) instead of resetting the stream.
+    grpc: bool,
     timeout: Duration,
     timer: IdleTimer,
     lease: Option<Lease>,
@@ -83,9 +87,18 @@ impl ResBody {
                 timer: IdleTimer::default(),
                 lease,
                 done: false,
+                grpc: false,
             }),
             guard: None,
         }
+    }
+
+    /// Marks the body as a gRPC call's (see [`Streamed`]).
+    pub fn grpc(mut self) -> Self {
+        if let Kind::Streamed(s) = &mut self.kind {
+            s.grpc = true;
+        }
+        self
     }
 
     /// Attaches the request's accounting; it ends when this body is dropped.
@@ -102,6 +115,24 @@ impl Drop for Streamed {
                 lease.release();
             }
         }
+    }
+}
+
+impl ResBody {
+    /// The response body broke off upstream: a gRPC call ends with the matching `grpc-status`
+    /// trailers (the body ends there), anything else with an error (the client sees the
+    /// response cut).
+    fn fail(&mut self, e: BodyError) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let grpc = matches!(&self.kind, Kind::Streamed(s) if s.grpc);
+        if !grpc {
+            return Poll::Ready(Some(Err(e)));
+        }
+        let err = ProxyError::from_response_body(e);
+        if let Some(g) = &mut self.guard {
+            g.set_grpc_status(err.grpc_status());
+        }
+        self.kind = Kind::Full(None);
+        Poll::Ready(Some(Ok(Frame::trailers(err.grpc_trailers()))))
     }
 }
 
@@ -140,7 +171,7 @@ impl Body for ResBody {
                     if let Some(g) = &mut this.guard {
                         g.body_error(&e.to_string());
                     }
-                    Poll::Ready(Some(Err(BodyError::Upstream)))
+                    this.fail(BodyError::Upstream)
                 }
                 Poll::Ready(None) => {
                     s.done = true;
@@ -152,7 +183,7 @@ impl Body for ResBody {
                         if let Some(g) = &mut this.guard {
                             g.body_error("upstream read timed out");
                         }
-                        return Poll::Ready(Some(Err(BodyError::UpstreamTimeout)));
+                        return this.fail(BodyError::UpstreamTimeout);
                     }
                     Poll::Pending
                 }

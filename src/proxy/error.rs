@@ -33,6 +33,8 @@ pub enum ProxyError {
     UpstreamHeadTooLarge,
     #[error("upstream failed: {0}")]
     Upstream(hyper::Error),
+    #[error("upstream response body broke off")]
+    UpstreamBody,
     #[error("upstream switched protocols without an upgrade request")]
     Upstream101,
     #[error("shutting down")]
@@ -53,6 +55,7 @@ impl ProxyError {
             ProxyError::NoLiveUpstreams
             | ProxyError::Connect(_)
             | ProxyError::Upstream(_)
+            | ProxyError::UpstreamBody
             | ProxyError::Upstream101
             | ProxyError::UpstreamHeadTooLarge => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout | ProxyError::UpstreamSendTimeout => {
@@ -71,6 +74,7 @@ impl ProxyError {
             ProxyError::NoLiveUpstreams
             | ProxyError::Connect(_)
             | ProxyError::Upstream(_)
+            | ProxyError::UpstreamBody
             | ProxyError::Upstream101
             | ProxyError::UpstreamHeadTooLarge
             | ProxyError::ShuttingDown => code::UNAVAILABLE,
@@ -86,6 +90,20 @@ impl ProxyError {
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::ClientBody(_) => code::INTERNAL,
         }
+    }
+
+    /// A response body that broke off after the head was sent (only gRPC calls can still be
+    /// told why, in trailers).
+    pub fn from_response_body(e: BodyError) -> ProxyError {
+        match e {
+            BodyError::UpstreamTimeout => ProxyError::UpstreamTimeout,
+            _ => ProxyError::UpstreamBody,
+        }
+    }
+
+    /// `grpc-status` and `grpc-message` for a gRPC call that failed after its response head.
+    pub fn grpc_trailers(&self) -> http::HeaderMap {
+        super::grpc::status_trailers(self.grpc_status(), &self.to_string())
     }
 
     /// Whether the client connection should be closed after this answer (its framing may be

@@ -56,16 +56,23 @@ pub fn status_of(headers: &HeaderMap) -> Option<u16> {
 pub fn trailers_only(code: u16, message: &str) -> Response<ResBody> {
     let mut resp = Response::new(ResBody::empty());
     *resp.status_mut() = StatusCode::OK;
-    let h = resp.headers_mut();
+    let mut h = status_trailers(code, message);
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
+    *resp.headers_mut() = h;
+    resp
+}
+
+/// `grpc-status: code` and `grpc-message: message` (percent-encoded).
+pub fn status_trailers(code: u16, message: &str) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(3);
     h.insert(GRPC_STATUS.clone(), HeaderValue::from(code));
     if let Ok(v) = HeaderValue::from_str(&percent_encode(message)) {
         h.insert(GRPC_MESSAGE.clone(), v);
     }
-    resp
+    h
 }
 
 /// `grpc-message` encoding: bytes outside printable ASCII, and `%`, as `%XX`.

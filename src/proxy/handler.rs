@@ -193,8 +193,11 @@ async fn proxy(
     }
     let (mut rparts, rbody) = response.into_parts();
     headers::to_client(&mut rparts.headers, false);
-    Ok(Response::from_parts(
-        rparts,
-        ResBody::streamed(rbody, read_timeout, Some(lease)),
-    ))
+    let body = ResBody::streamed(rbody, read_timeout, Some(lease));
+    let body = if grpc::is_grpc(&rparts.headers) {
+        body.grpc()
+    } else {
+        body
+    };
+    Ok(Response::from_parts(rparts, body))
 }
