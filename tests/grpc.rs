@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 mod common;
+mod obs;
 use common::*;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -317,6 +318,23 @@ async fn no_live_upstream_is_unavailable_and_a_deadline_is_deadline_exceeded() {
         let e = unary(&mut c, msg(1), None).await.unwrap_err();
         assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     }
+    // Metrics carry the protocol and the grpc-status (the registry is per process: other
+    // tests add to the same series, so at least).
+    let m = obs::scrape(&p).await;
+    let at_least = |name: &str, labels: &[(&str, &str)], n: f64| {
+        let v = obs::sample(&m, name, labels).unwrap_or(0.0);
+        assert!(v >= n, "{name} {labels:?} = {v}\n{m}");
+    };
+    at_least(
+        "swarmgate_grpc_responses_total",
+        &[("upstream", "kusciaapi"), ("grpc_status", "14")],
+        3.0,
+    );
+    at_least(
+        "swarmgate_client_requests_total",
+        &[("protocol", "h2")],
+        3.0,
+    );
 
     // The server takes 10 s. With `read_timeout: 300ms` swarmgate gives up: the gRPC client
     // reads DEADLINE_EXCEEDED, not a 504 page.
@@ -471,4 +489,36 @@ async fn a_stream_cut_by_a_dying_replica_ends_with_unavailable() {
         }
     };
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_stream_in_flight_finish() {
+    let r = replica("a").await;
+    let mut sg = start_swarmgate("grpc-term", &grpc_upstream(&[(r.addr, 1)], "")).await;
+    let mut c = channel(sg.addr).await;
+    c.ready().await.unwrap();
+    let req = tonic::Request::new(Msg {
+        text: String::new(),
+        seq: 25, // 25 ms between messages: about a second in all
+        n: 40,
+    });
+    let path = http::uri::PathAndQuery::from_static("/test.Echo/ServerStream");
+    let mut s = c
+        .server_streaming(req, path, ProstCodec::<Msg, Msg>::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.message().await.unwrap().unwrap().seq, 0);
+    signal(sg.child(), "-TERM");
+    let mut next = 1;
+    while let Some(m) = s.message().await.unwrap() {
+        assert_eq!(m.seq, next);
+        next += 1;
+    }
+    assert_eq!(
+        next, 40,
+        "every message after SIGTERM arrived, and status OK"
+    );
+    let (status, _) = sg.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
 }

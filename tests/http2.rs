@@ -317,3 +317,64 @@ async fn refused_streams_go_to_another_server_whatever_the_method() {
     // would otherwise have banned it after the first) and keeps being asked.
     assert!(refused.load(std::sync::atomic::Ordering::SeqCst) >= 3);
 }
+
+#[tokio::test]
+async fn rapid_reset_flood_is_cut_off_while_another_client_keeps_being_served() {
+    let o = echo_origin().await;
+    let p = proxy(&one_upstream(o.addr)).await;
+    let mut good = H2Conn::open(p.addr).await;
+    assert_eq!(good.get("/before").await.0, 200);
+
+    // CVE-2023-44487: open a stream and reset it at once, in a loop; when swarmgate cuts the
+    // connection off, open another and go on, until the other client is done.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooding = stop.clone();
+    let addr = p.addr;
+    let flood = tokio::spawn(async move {
+        let mut cut = Vec::new();
+        while !flooding.load(std::sync::atomic::Ordering::SeqCst) {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+            tokio::spawn(conn);
+            let mut sent = 0u32;
+            let err = loop {
+                if sent >= 100_000 {
+                    panic!("a flooding connection was never cut off");
+                }
+                client = match client.ready().await {
+                    Ok(c) => c,
+                    Err(e) => break e,
+                };
+                let req = Request::get("http://test.local/flood").body(()).unwrap();
+                match client.send_request(req, true) {
+                    Ok((_resp, mut stream)) => stream.send_reset(h2::Reason::CANCEL),
+                    Err(e) => break e,
+                }
+                sent += 1;
+                if sent % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            };
+            cut.push((sent, err.to_string()));
+        }
+        cut
+    });
+    // Meanwhile the other client's requests keep succeeding.
+    for i in 0..200 {
+        let (s, h, _) = good.get(&format!("/during/{i}")).await;
+        assert_eq!(s, 200);
+        assert_eq!(h["x-seen-path"], format!("/during/{i}").as_str());
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let cut = flood.await.unwrap();
+    assert!(!cut.is_empty());
+    for (sent, err) in &cut {
+        assert!(
+            err.contains("too_many_resets")
+                || err.contains("ENHANCE_YOUR_CALM")
+                || err.contains("excessive"),
+            "cut after {sent}: {err}"
+        );
+    }
+    assert_eq!(good.get("/after").await.0, 200);
+}
