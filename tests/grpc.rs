@@ -225,6 +225,25 @@ async fn unary(
         .map(tonic::Response::into_inner)
 }
 
+/// `ServerStream`: `n` messages, `gap_ms` apart.
+async fn server_stream(
+    c: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    n: u64,
+    gap_ms: u64,
+) -> tonic::Streaming<Msg> {
+    c.ready().await.unwrap();
+    let req = tonic::Request::new(Msg {
+        text: String::new(),
+        seq: gap_ms,
+        n,
+    });
+    let path = http::uri::PathAndQuery::from_static("/test.Echo/ServerStream");
+    c.server_streaming(req, path, ProstCodec::<Msg, Msg>::default())
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn msg(seq: u64) -> Msg {
     Msg {
         text: String::new(),
@@ -262,18 +281,7 @@ async fn server_streaming_and_bidi_of_10000_messages_arrive_intact() {
     let p = proxy(&grpc_upstream(&[(r.addr, 1)], "")).await;
     let mut c = channel(p.addr).await;
 
-    c.ready().await.unwrap();
-    let req = tonic::Request::new(Msg {
-        text: String::new(),
-        seq: 0,
-        n: 10_000,
-    });
-    let path = http::uri::PathAndQuery::from_static("/test.Echo/ServerStream");
-    let mut s = c
-        .server_streaming(req, path, ProstCodec::<Msg, Msg>::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut s = server_stream(&mut c, 10_000, 0).await;
     let mut next = 0u64;
     while let Some(m) = s.message().await.unwrap() {
         assert_eq!(
@@ -467,18 +475,7 @@ async fn a_stream_cut_by_a_dying_replica_ends_with_unavailable() {
     let mut r = replica("a").await;
     let p = proxy(&grpc_upstream(&[(r.addr, 1)], "")).await;
     let mut c = channel(p.addr).await;
-    c.ready().await.unwrap();
-    let req = tonic::Request::new(Msg {
-        text: String::new(),
-        seq: 20, // 20 ms between messages
-        n: 10_000,
-    });
-    let path = http::uri::PathAndQuery::from_static("/test.Echo/ServerStream");
-    let mut s = c
-        .server_streaming(req, path, ProstCodec::<Msg, Msg>::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut s = server_stream(&mut c, 10_000, 20).await;
     assert_eq!(s.message().await.unwrap().unwrap().seq, 0);
     r.kill();
     let e = loop {
@@ -496,18 +493,7 @@ async fn sigterm_lets_a_stream_in_flight_finish() {
     let r = replica("a").await;
     let mut sg = start_swarmgate("grpc-term", &grpc_upstream(&[(r.addr, 1)], "")).await;
     let mut c = channel(sg.addr).await;
-    c.ready().await.unwrap();
-    let req = tonic::Request::new(Msg {
-        text: String::new(),
-        seq: 25, // 25 ms between messages: about a second in all
-        n: 40,
-    });
-    let path = http::uri::PathAndQuery::from_static("/test.Echo/ServerStream");
-    let mut s = c
-        .server_streaming(req, path, ProstCodec::<Msg, Msg>::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut s = server_stream(&mut c, 40, 25).await;
     assert_eq!(s.message().await.unwrap().unwrap().seq, 0);
     signal(sg.child(), "-TERM");
     let mut next = 1;
