@@ -3,6 +3,7 @@
 //! (RFC 9113 §8), and curl when it is installed.
 
 mod common;
+mod obs;
 use common::*;
 use http::Request;
 use std::time::Duration;
@@ -377,4 +378,49 @@ async fn rapid_reset_flood_is_cut_off_while_another_client_keeps_being_served() 
         );
     }
     assert_eq!(good.get("/after").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_bursts_extra_upstream_connections_close_after_keepalive_timeout() {
+    let o = named_h2c("a").await;
+    let p = proxy(&format!(
+        "http2: {{max_concurrent_streams: 4}}\n{}    keepalive_timeout: 1s\n",
+        h2c_upstream(&[(o.addr, 1)])
+    ))
+    .await;
+    // 4 client connections x 4 streams of 20 ms: more than one upstream connection.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let mut h2 = H2Conn::open(p.addr).await;
+        assert_eq!(h2.get("/warm").await.0, 200);
+        for _ in 0..8 {
+            let mut h2 = h2.clone();
+            tasks.push(tokio::spawn(async move { h2.get("/").await.0 }));
+        }
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert!(o.accepts() > 1, "{} connections", o.accepts());
+    let server = o.addr.to_string();
+    let labels = [
+        ("upstream", "u"),
+        ("server", server.as_str()),
+        ("state", "active"),
+    ];
+    let t = std::time::Instant::now();
+    loop {
+        let m = obs::scrape(&p).await;
+        if obs::sample(&m, "swarmgate_upstream_connections", &labels) == Some(1.0) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "idle connections never closed\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The one kept still serves.
+    let mut h2 = H2Conn::open(p.addr).await;
+    assert_eq!(h2.get("/again").await.0, 200);
 }

@@ -29,13 +29,18 @@ pub async fn checkout(
             if let Some(s) = server.h2.checkout(max_streams) {
                 return Ok(stream(s));
             }
-            let _dialing = server.h2.dialing.lock().await;
+            let (_dialing, failed) = server.h2.wait_dial().await;
             if let Some(s) = server.h2.checkout(max_streams) {
                 return Ok(stream(s));
             }
+            if failed {
+                return Err(ConnectError::SharedDialFailed);
+            }
             // Boxed: the dial (DNS, TCP, TLS) is a large future that would otherwise size
             // every request future, which hyper keeps allocated per client connection.
-            Box::pin(connect(server, settings)).await
+            let conn = Box::pin(connect(server, settings)).await;
+            server.h2.dialed(conn.is_ok());
+            conn
         }
         Protocol::Http1 | Protocol::Auto => {
             if cfg.protocol == Protocol::Auto {

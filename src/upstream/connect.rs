@@ -28,6 +28,8 @@ pub enum ConnectError {
     ServerName(String),
     #[error("handshake: {0}")]
     Handshake(hyper::Error),
+    #[error("connect failed (a dial to this server that this request waited for failed)")]
+    SharedDialFailed,
 }
 
 /// Opens a new connection to `server`.

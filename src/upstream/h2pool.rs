@@ -3,6 +3,7 @@
 //! `http2.max_concurrent_streams`, or the server's own lower limit) and gives it back when its
 //! response ends; when every connection is full another is dialed. So a server gets a few
 //! long-lived connections, and every request is still balanced across servers on its own.
+//! Connections idle for the upstream's `keepalive_timeout` are closed (all but one).
 
 use super::pool::Conn;
 use super::sender::Sender;
@@ -13,16 +14,20 @@ use crate::config::Http2Settings;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 #[derive(Debug)]
 struct H2Conn {
     tx: SendRequest<ReqBody>,
     /// Streams in use (requests whose response has not ended).
     active: AtomicUsize,
+    /// When `active` last dropped to 0 (milliseconds after `H2Pool::base`).
+    idle_since: AtomicU64,
     /// The server's SETTINGS_MAX_CONCURRENT_STREAMS, as last seen by the connection's driver.
     peer_limit: Arc<AtomicUsize>,
+    base: Instant,
 }
 
 /// One stream slot on a multiplexed connection; the slot is free again when this is dropped.
@@ -34,16 +39,41 @@ pub struct H2Stream {
 
 impl Drop for H2Stream {
     fn drop(&mut self) {
-        self.conn.active.fetch_sub(1, Ordering::AcqRel);
+        if self.conn.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.conn
+                .idle_since
+                .store(millis_since(self.conn.base), Ordering::Relaxed);
+        }
     }
 }
 
-#[derive(Debug, Default)]
+fn millis_since(base: Instant) -> u64 {
+    base.elapsed().as_millis() as u64
+}
+
+#[derive(Debug)]
 pub struct H2Pool {
+    base: Instant,
     conns: Mutex<Vec<Arc<H2Conn>>>,
     /// Held while a connection is dialed, so that a burst of requests to a server with no
     /// connection yet opens one, not one each.
-    pub dialing: tokio::sync::Mutex<()>,
+    dialing: tokio::sync::Mutex<()>,
+    /// Dials finished so far, and whether the last one failed: requests that waited for a dial
+    /// that failed fail at once instead of each dialing (and timing out) in turn.
+    dials: AtomicU64,
+    last_dial_failed: AtomicBool,
+}
+
+impl Default for H2Pool {
+    fn default() -> Self {
+        H2Pool {
+            base: Instant::now(),
+            conns: Mutex::default(),
+            dialing: tokio::sync::Mutex::default(),
+            dials: AtomicU64::new(0),
+            last_dial_failed: AtomicBool::new(false),
+        }
+    }
 }
 
 impl H2Pool {
@@ -79,6 +109,8 @@ impl H2Pool {
         let conn = Arc::new(H2Conn {
             tx: tx.clone(),
             active: AtomicUsize::new(1),
+            idle_since: AtomicU64::new(0),
+            base: self.base,
             peer_limit,
         });
         self.lock().push(conn.clone());
@@ -90,11 +122,39 @@ impl H2Pool {
         self.lock().clear();
     }
 
-    /// Open connections, and streams in use over them.
-    pub fn counts(&self) -> (usize, usize) {
-        let conns = self.lock();
-        let streams = conns.iter().map(|c| c.active.load(Ordering::Relaxed)).sum();
-        (conns.len(), streams)
+    /// Closes connections that carried no stream for `idle_timeout` (a burst's extra
+    /// connections do not stay open for ever), keeping one.
+    pub fn reap(&self, idle_timeout: std::time::Duration) {
+        let now = millis_since(self.base);
+        let limit = idle_timeout.as_millis() as u64;
+        let mut conns = self.lock();
+        conns.retain(|c| !c.tx.is_closed());
+        let mut kept_idle = false;
+        conns.retain(|c| {
+            let idle = c.active.load(Ordering::Acquire) == 0
+                && now.saturating_sub(c.idle_since.load(Ordering::Relaxed)) >= limit;
+            if idle && !kept_idle {
+                kept_idle = true;
+                return true;
+            }
+            !idle
+        });
+    }
+
+    /// Waits until no other request is dialing this server. Returns the guard and whether a
+    /// dial that ended while waiting failed (then the caller should not dial again).
+    pub async fn wait_dial(&self) -> (tokio::sync::MutexGuard<'_, ()>, bool) {
+        let before = self.dials.load(Ordering::Acquire);
+        let guard = self.dialing.lock().await;
+        let failed = self.dials.load(Ordering::Acquire) != before
+            && self.last_dial_failed.load(Ordering::Acquire);
+        (guard, failed)
+    }
+
+    /// Records the end of a dial (made while holding [`H2Pool::wait_dial`]'s guard).
+    pub fn dialed(&self, ok: bool) {
+        self.last_dial_failed.store(!ok, Ordering::Release);
+        self.dials.fetch_add(1, Ordering::AcqRel);
     }
 }
 

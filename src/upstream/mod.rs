@@ -192,11 +192,13 @@ impl Upstream {
     }
 
     /// Closes pooled connections that outlived `keepalive_timeout` and trims each pool to
-    /// `keepalive` idle connections (run every second).
+    /// `keepalive` idle connections; closes HTTP/2 connections idle that long but one per
+    /// server (run every second).
     pub fn reap_idle(&self, now: std::time::Instant) {
         let limits = self.settings.load().pool;
         for s in &self.set.load().servers {
             s.pool.reap(now, limits);
+            s.h2.reap(limits.idle_timeout);
         }
     }
 }
