@@ -112,8 +112,13 @@ async fn serve(
     let limits = rt.client.clone();
     let h2 = rt.config.http2;
     drop(rt);
+    let mut shutdown = ctx.shutdown.clone();
     let sniffed = match ctx.tls {
-        None => super::http2::sniff(&stream, limits.header_timeout).await,
+        // A connection that has sent nothing yet is closed on shutdown.
+        None => tokio::select! {
+            s = super::http2::sniff(&stream, limits.header_timeout) => s,
+            _ = shutdown.changed() => Sniffed::Nothing,
+        },
         Some(_) => Sniffed::Http1, // ALPN decides after the handshake
     };
     if sniffed == Sniffed::Nothing {
