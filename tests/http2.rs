@@ -424,3 +424,50 @@ async fn a_bursts_extra_upstream_connections_close_after_keepalive_timeout() {
     let mut h2 = H2Conn::open(p.addr).await;
     assert_eq!(h2.get("/again").await.0, 200);
 }
+
+#[tokio::test]
+async fn a_refused_request_with_a_small_body_goes_to_another_server_with_its_body() {
+    let (bad, refused) = refusing_h2c().await;
+    let good = origin_h2c(|req: Request<hyper::body::Incoming>| async move {
+        use http_body_util::BodyExt as _;
+        let b = req.into_body().collect().await.unwrap().to_bytes();
+        text(200, b)
+    })
+    .await;
+    let p = proxy(&h2c_upstream(&[(bad, 1), (good.addr, 1)])).await;
+    let mut c = Conn::open(p.addr).await;
+    for i in 0..6 {
+        let body = format!("call {i}: {}", "x".repeat(1000));
+        let req = Request::post("/grpc-like")
+            .header("host", "x")
+            .body(full(body.clone()))
+            .unwrap();
+        let (s, _, b) = collect(c.send(req).await.unwrap()).await;
+        assert_eq!(s, 200);
+        assert_eq!(
+            b,
+            body.as_bytes(),
+            "the body arrived whole at the other server"
+        );
+    }
+    assert!(refused.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+
+    // Above the replay limit (64 KiB) the body was not kept: the refusal is the answer (502).
+    let mut saw_502 = false;
+    for _ in 0..4 {
+        let req = Request::post("/big")
+            .header("host", "x")
+            .body(full(vec![b'y'; 200 << 10]))
+            .unwrap();
+        let (s, _, b) = collect(c.send(req).await.unwrap()).await;
+        match s.as_u16() {
+            200 => assert_eq!(b.len(), 200 << 10),
+            502 => saw_502 = true,
+            other => panic!("{other}"),
+        }
+    }
+    assert!(
+        saw_502,
+        "a big body refused by the first server is not replayed"
+    );
+}

@@ -1,9 +1,9 @@
 //! Sending one request upstream: pick a server, take a pooled connection or dial one, send,
 //! wait for the response head; on failure, retry only when that is safe (nginx
 //! `proxy_next_upstream error timeout`): the request was never sent, or it has no body and an
-//! idempotent method, or it has no body and an HTTP/2 server refused its stream unprocessed
-//! (REFUSED_STREAM, above a GOAWAY's last id). A streamed body that started going upstream is
-//! never replayed.
+//! idempotent method, or an HTTP/2 server refused its stream unprocessed (REFUSED_STREAM, above
+//! a GOAWAY's last id) and it has no body or a small one kept aside for that. Any other streamed
+//! body that started going upstream is never replayed.
 
 use super::body::Lease;
 use super::error::ProxyError;
@@ -58,11 +58,15 @@ struct Template {
 
 impl Template {
     fn request(&self) -> Request<ReqBody> {
+        self.request_with(ReqBody::empty())
+    }
+
+    fn request_with(&self, body: ReqBody) -> Request<ReqBody> {
         build(
             self.method.clone(),
             self.uri.clone(),
             self.headers.clone(),
-            ReqBody::empty(),
+            body,
         )
     }
 }
@@ -109,9 +113,11 @@ pub async fn forward(
     }
     .max(1);
     // A bodyless request can be rebuilt: always after an HTTP/2 refusal, else only when its
-    // method is idempotent.
+    // method is idempotent. One with a body only after a refusal, and only when its whole
+    // body was kept aside (HTTP/2 upstreams, small bodies: `BodyStatus::replayable`).
     let idempotent = idempotent(&out.method);
-    let template = out.body_status.is_none().then(|| Template {
+    let recorded = cfg.protocol != crate::config::Protocol::Http1;
+    let template = (out.body_status.is_none() || recorded).then(|| Template {
         method: out.method.clone(),
         uri: out.uri.clone(),
         headers: out.headers.clone(),
@@ -129,17 +135,22 @@ pub async fn forward(
         tried.insert(i);
         let server = set.servers[i].clone();
         guard.set_server(server.clone());
-        let Some(req) = pending
-            .take()
-            .or_else(|| template.as_ref().filter(|_| replay).map(Template::request))
-        else {
+        let Some(req) = pending.take().or_else(|| {
+            let t = template.as_ref().filter(|_| replay)?;
+            match &status {
+                None => Some(t.request()),
+                Some(s) => s
+                    .replayable()
+                    .map(|frames| t.request_with(ReqBody::replay(frames))),
+            }
+        }) else {
             break;
         };
         match attempt(
             &server,
             &settings,
             req,
-            template.as_ref().filter(|_| idempotent),
+            template.as_ref().filter(|_| idempotent && status.is_none()),
             status.as_deref(),
             guard,
         )
@@ -177,7 +188,7 @@ pub async fn forward(
                 }
                 pending = f.returned;
                 last = Some(f.error);
-                replay = idempotent || f.refused;
+                replay = (idempotent && status.is_none()) || f.refused;
                 if pending.is_none() && !(replay && template.is_some()) {
                     break; // the body is gone, or the server may have acted on it
                 }

@@ -160,7 +160,10 @@ async fn proxy(
     let (body, body_status) = if body.is_end_stream() {
         (ReqBody::empty(), None)
     } else {
-        let (b, s) = ReqBody::streaming(body, limits.max_body_size, limits.body_timeout);
+        // An HTTP/2 server may refuse the stream unprocessed; a small body kept aside can
+        // then go to another server.
+        let record = upstream.settings().config.protocol != crate::config::Protocol::Http1;
+        let (b, s) = ReqBody::streaming(body, limits.max_body_size, limits.body_timeout, record);
         (b, Some(s))
     };
     let uri = parts
