@@ -508,3 +508,23 @@ async fn sigterm_lets_a_stream_in_flight_finish() {
     let (status, _) = sg.wait_exit(Duration::from_secs(30)).await;
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn a_call_over_client_max_body_size_is_resource_exhausted() {
+    let r = replica("a").await;
+    let p = proxy(&format!(
+        "client_max_body_size: 1k\n{}",
+        grpc_upstream(&[(r.addr, 1)], "")
+    ))
+    .await;
+    let mut c = channel(p.addr).await;
+    let big = Msg {
+        text: "z".repeat(4096),
+        seq: 1,
+        n: 0,
+    };
+    let e = unary(&mut c, big, None).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    // Small calls on the same channel still work.
+    assert_eq!(unary(&mut c, msg(2), None).await.unwrap().text, "a");
+}
