@@ -471,3 +471,40 @@ async fn a_refused_request_with_a_small_body_goes_to_another_server_with_its_bod
         "a big body refused by the first server is not replayed"
     );
 }
+
+#[tokio::test]
+async fn trailers_from_an_h2c_upstream_reach_an_http11_client_that_accepts_them() {
+    use http_body_util::BodyExt as _;
+    let o = origin_h2c(|_req| async move {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        trailers.insert("grpc-message", "fine".parse().unwrap());
+        let frames = vec![
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(
+                bytes::Bytes::from_static(b"payload"),
+            )),
+            Ok(hyper::body::Frame::trailers(trailers)),
+        ];
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed();
+        let mut r = hyper::Response::new(body);
+        r.headers_mut()
+            .insert("content-type", "application/grpc".parse().unwrap());
+        r
+    })
+    .await;
+    let p = proxy(&h2c_upstream(&[(o.addr, 1)])).await;
+    let mut c = Conn::open(p.addr).await;
+    let req = Request::post("/svc/Method")
+        .header("host", "x")
+        .header("te", "trailers")
+        .header("content-type", "application/grpc")
+        .body(full("req"))
+        .unwrap();
+    let resp = c.send(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["grpc-message"], "fine");
+    assert_eq!(&collected.to_bytes()[..], b"payload");
+}

@@ -101,6 +101,11 @@ impl ResBody {
         self
     }
 
+    /// A streamed upstream body (a complete one carries no trailers).
+    pub fn may_have_trailers(&self) -> bool {
+        matches!(self.kind, Kind::Streamed(_))
+    }
+
     /// Attaches the request's accounting; it ends when this body is dropped.
     pub fn with_guard(mut self, guard: RequestGuard) -> Self {
         self.guard = Some(guard);

@@ -10,6 +10,9 @@ static GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-s
 static GRPC_MESSAGE: header::HeaderName = header::HeaderName::from_static("grpc-message");
 static GRPC_TIMEOUT: header::HeaderName = header::HeaderName::from_static("grpc-timeout");
 
+/// The trailer fields of a gRPC response, declared (`Trailer:`) to HTTP/1.1 clients.
+pub const TRAILER_FIELDS: &str = "grpc-status, grpc-message, grpc-status-details-bin";
+
 /// gRPC status codes swarmgate produces itself.
 pub mod code {
     pub const DEADLINE_EXCEEDED: u16 = 4;

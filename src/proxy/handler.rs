@@ -75,6 +75,12 @@ pub async fn handle(
             guard.set_grpc_status(code); // trailers-only answer
         }
     }
+    if grpc && !h2 && resp.body().may_have_trailers() {
+        // hyper's HTTP/1.1 server sends only the trailer fields the response declares.
+        resp.headers_mut()
+            .entry(header::TRAILER)
+            .or_insert(HeaderValue::from_static(grpc::TRAILER_FIELDS));
+    }
     let limit = rt.client.keepalive_requests;
     if h2 {
         // Connection-specific fields do not exist in HTTP/2 (RFC 9113 §8.2.2); shutdown is
