@@ -508,3 +508,64 @@ async fn trailers_from_an_h2c_upstream_reach_an_http11_client_that_accepts_them(
     assert_eq!(trailers["grpc-message"], "fine");
     assert_eq!(&collected.to_bytes()[..], b"payload");
 }
+
+/// An HTTPS origin answering with the HTTP version it got; ALPN offers `alpn`.
+async fn tls_version_origin(pki: &Pki, alpn: &[&[u8]]) -> std::net::SocketAddr {
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(alpn));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let svc =
+                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        Ok::<_, std::convert::Infallible>(text(200, format!("{:?}", req.version())))
+                    });
+                let io = hyper_util::rt::TokioIo::new(tls);
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(io, svc)
+                    .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, svc)
+                        .await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn protocol_h2_and_auto_over_tls_follow_alpn() {
+    let pki = pki("h2up");
+    let h2_origin = tls_version_origin(&pki, &[b"h2", b"http/1.1"]).await;
+    let h1_origin = tls_version_origin(&pki, &[b"http/1.1"]).await;
+    let up = |protocol: &str, addr: std::net::SocketAddr| {
+        format!(
+            "upstreams:\n  u:\n    scheme: https\n    tls_verify: false\n    protocol: {protocol}\n    servers: [{{address: '{addr}'}}]\n"
+        )
+    };
+    for (protocol, addr, want) in [
+        ("h2", h2_origin, "HTTP/2.0"),
+        ("auto", h2_origin, "HTTP/2.0"),
+        ("auto", h1_origin, "HTTP/1.1"),
+        ("http1", h2_origin, "HTTP/1.1"),
+    ] {
+        let p = proxy(&up(protocol, addr)).await;
+        let mut c = Conn::open(p.addr).await;
+        for _ in 0..3 {
+            let (s, _, b) = c.get("/").await;
+            assert_eq!(s, 200, "{protocol}");
+            assert_eq!(&b[..], want.as_bytes(), "protocol {protocol}");
+        }
+    }
+}
