@@ -569,3 +569,33 @@ async fn protocol_h2_and_auto_over_tls_follow_alpn() {
         }
     }
 }
+
+#[tokio::test]
+async fn http_health_checks_speak_http2_to_an_h2c_upstream() {
+    let sick = origin_h2c(|req: Request<hyper::body::Incoming>| async move {
+        let status = if req.uri().path() == "/hc" { 500 } else { 200 };
+        let mut r = text(status, "sick");
+        r.headers_mut().insert("x-origin", "sick".parse().unwrap());
+        r
+    })
+    .await;
+    let well = named_h2c("well").await;
+    let p = proxy(&format!(
+        "{}    health_check: {{path: /hc, interval: 100ms, rise: 1, fall: 1, timeout: 2s}}\n",
+        h2c_upstream(&[(sick.addr, 1), (well.addr, 1)])
+    ))
+    .await;
+    let mut c = Conn::open(p.addr).await;
+    let t = std::time::Instant::now();
+    let mut run = 0;
+    while run < 20 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "sick never taken out"
+        );
+        let (s, h, _) = c.get("/").await;
+        assert_eq!(s, 200);
+        run = if h["x-origin"] == "well" { run + 1 } else { 0 };
+    }
+    assert!(sick.requests() > 0, "the probe reached the h2c server");
+}
