@@ -16,7 +16,10 @@
 #   BENCH_REPS         repetitions; the proxy order is rotated each rep; medians reported [3]
 #   BENCH_IDLE_CONNS   idle client connections for the memory case [10000]
 #   BENCH_WRK_THREADS  wrk threads [1]
-#   BENCH_PORT_BASE    ports used: base+80 proxy, base+81/82 origins, base+91/92 stub_status [18000]
+#   BENCH_PORT_BASE    ports used: base+80 proxy, base+83 proxy's h2c listener (nginx and HAProxy
+#                      need one of their own; swarmgate serves h2c on both), base+81/82 origins,
+#                      base+91/92 stub_status [18000]
+#   BENCH_H2           1 = also the HTTP/2 case (h2load, from nghttp2-client) [1]
 #   BENCH_PROXY_CPU / BENCH_LOAD_CPU   CPU for the proxy / for wrk + origins [0 / 1]
 #   BENCH_WAIT_QUIET   before each proxy run, wait up to this many seconds for the machine to be
 #                      idle (<10% busy over 1 s; other people's builds ruin the figures) [0 = off]
@@ -26,8 +29,10 @@
 # each rep and each proxy (on 127.0.0.1:base+80, round robin over both origins) runs the cases:
 #   GET 100 B with 64 and 256 connections (req/s, p50, p99), GET 10 MiB with 16 connections (MiB/s),
 #   POST 1 MiB with 16 connections (req/s, MiB/s), a new connection per request
-#   (Connection: close, 64 connections; req/s), and 10k idle keep-alive client connections
-#   (RSS before/after -> bytes per idle connection).
+#   (Connection: close, 64 connections; req/s), HTTP/2 with prior knowledge to the HTTP/1.1
+#   origins (h2load, 64 connections x 10 concurrent streams; req/s, p50/p99 from h2load's
+#   per-request log), and 10k idle keep-alive client connections (RSS before/after -> bytes per
+#   idle connection).
 # It counts upstream connects per request from the origins' stub_status accepts and samples the
 # proxy's RSS (sum of VmRSS over its processes: nginx master + worker; HAProxy and swarmgate are
 # one process). The proxy is pinned to BENCH_PROXY_CPU, wrk/origins/helpers to BENCH_LOAD_CPU.
@@ -52,8 +57,10 @@ PROXY_CPU=${BENCH_PROXY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 SWARMGATE_BIN=${SWARMGATE_BIN:-target/release/swarmgate}
 WAIT_QUIET=${BENCH_WAIT_QUIET:-0}
+H2=${BENCH_H2:-1}
 
 PORT=$((BASE + 80)) P1=$((BASE + 81)) P2=$((BASE + 82)) STUB1=$((BASE + 91)) STUB2=$((BASE + 92))
+H2PORT=$((BASE + 83))
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -66,6 +73,7 @@ install_deps() {
     command -v nginx >/dev/null || need+=(nginx-light)
     command -v haproxy >/dev/null || need+=(haproxy)
     command -v wrk >/dev/null || need+=(wrk)
+    [[ $H2 != 1 ]] || command -v h2load >/dev/null || need+=(nghttp2-client)
     command -v taskset >/dev/null || need+=(util-linux)
     command -v pgrep >/dev/null || need+=(procps)
     command -v curl >/dev/null || need+=(curl)
@@ -99,7 +107,7 @@ if ((IDLE_CONNS + 500 > FDS)); then
     IDLE_CONNS=$((FDS - 500))
 fi
 
-for p in $PORT $P1 $P2 $STUB1 $STUB2; do
+for p in $PORT $H2PORT $P1 $P2 $STUB1 $STUB2; do
     [[ -z $(ss -Hltn "sport = :$p") ]] || die "port $p is in use (set BENCH_PORT_BASE)"
 done
 
@@ -107,7 +115,7 @@ done
 TMP=$(mktemp -d /tmp/swarmgate-bench.XXXXXX)
 chmod 755 "$TMP" # nginx workers run as nobody and serve /10m from here
 RAW=$TMP/raw
-mkdir -p "$RAW/wrk" "$TMP/logs"
+mkdir -p "$RAW/wrk" "$RAW/h2load" "$TMP/logs"
 PIDS=()
 
 start_bg() { # start_bg LOGFILE CMD... ; sets LASTPID and records it for cleanup
@@ -317,18 +325,19 @@ start_proxy() { # start_proxy NAME ; sets PROXY_PID, returns 1 if it cannot run
     mkdir -p "$dir"
     case $name in
     nginx)
-        render "$HERE/nginx-proxy.conf.tmpl" "$dir/nginx.conf" DIR "$dir" PORT $PORT P1 $P1 P2 $P2 NOFILE "$FDS"
+        render "$HERE/nginx-proxy.conf.tmpl" "$dir/nginx.conf" DIR "$dir" PORT $PORT H2PORT $H2PORT \
+            P1 $P1 P2 $P2 NOFILE "$FDS"
         start_bg "$TMP/logs/nginx.log" taskset -c "$PROXY_CPU" \
             nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;'
         ;;
     haproxy)
-        render "$HERE/haproxy.cfg.tmpl" "$dir/haproxy.cfg" PORT $PORT P1 $P1 P2 $P2 \
+        render "$HERE/haproxy.cfg.tmpl" "$dir/haproxy.cfg" PORT $PORT H2PORT $H2PORT P1 $P1 P2 $P2 \
             MAXCONN $((IDLE_CONNS + 2000))
         start_bg "$TMP/logs/haproxy.log" taskset -c "$PROXY_CPU" haproxy -db -f "$dir/haproxy.cfg"
         ;;
     swarmgate)
         [[ -x $SWARMGATE_BIN ]] || return 1
-        render "$HERE/swarmgate.yaml.tmpl" "$dir/swarmgate.yaml" PORT $PORT P1 $P1 P2 $P2
+        render "$HERE/swarmgate.yaml.tmpl" "$dir/swarmgate.yaml" PORT $PORT H2PORT $H2PORT P1 $P1 P2 $P2
         start_bg "$TMP/logs/swarmgate.log" taskset -c "$PROXY_CPU" "$SWARMGATE_BIN" --config "$dir/swarmgate.yaml"
         ;;
     *) die "unknown proxy $name" ;;
@@ -349,6 +358,10 @@ start_proxy() { # start_proxy NAME ; sets PROXY_PID, returns 1 if it cannot run
     [[ $got == $((10 * 1024 * 1024)) ]] || { log "$name: GET /10m returned $got bytes"; stop_pid "$PROXY_PID"; return 1; }
     got=$(curl -fsS -H 'Expect:' --data-binary "@$TMP/upload.bin" "http://127.0.0.1:$PORT/upload")
     [[ $got == ok ]] || { log "$name: POST /upload answered '$got'"; stop_pid "$PROXY_PID"; return 1; }
+    if [[ $H2 == 1 ]]; then
+        got=$(curl -fsS --http2-prior-knowledge "http://127.0.0.1:$H2PORT/" | wc -c)
+        [[ $got == 100 ]] || { log "$name: h2c GET / returned $got bytes"; stop_pid "$PROXY_PID"; return 1; }
+    fi
     return 0
 }
 
@@ -394,6 +407,29 @@ wrk_case() { # wrk_case PROXY REP CASE CONNS PATH [wrk args...]
     record "$proxy" "$rep" "$case" accepts $((a1 - a0 - 2))
     record "$proxy" "$rep" "$case" peak_rss_kb "$(<"$TMP/peak")"
     log "$proxy rep $rep $case: $(grep -E 'Requests/sec|Transfer/sec' "$out" | tr -s ' ' | tr '\n' ' ')"
+}
+
+h2load_case() { # h2load_case PROXY REP CASE CONNS STREAMS: h2c prior knowledge to the h2 port
+    local proxy=$1 rep=$2 case=$3 conns=$4 streams=$5
+    proxy_alive "$rep" "$case" || return 0
+    local out=$RAW/h2load/$proxy.$rep.$case.txt s0 s1 a0 a1
+    a0=$(accepts)
+    start_poller "$TMP/peak" $(proc_pids "$PROXY_PID")
+    cpu_snapshot
+    s0=$SNAP
+    # --log-file: one line per request (start, status, duration in us) for p50/p99
+    run_fg "$out" taskset -c "$LOAD_CPU" h2load -t1 -c"$conns" -m"$streams" \
+        --warm-up-time="${WARMUP}s" -D "$DURATION" --log-file="${out%.txt}.log" \
+        "http://127.0.0.1:$H2PORT/" ||
+        log "$proxy $case: h2load failed: $(tail -3 "$out")"
+    stop_poller
+    cpu_snapshot
+    s1=$SNAP
+    record_cpu "$proxy" "$rep" "$case" "$s0" "$s1"
+    a1=$(accepts)
+    record "$proxy" "$rep" "$case" accepts $((a1 - a0 - 2))
+    record "$proxy" "$rep" "$case" peak_rss_kb "$(<"$TMP/peak")"
+    log "$proxy rep $rep $case: $(grep -E '^finished in' "$out")"
 }
 
 idle_case() { # idle_case PROXY REP
@@ -461,6 +497,7 @@ run_proxy() { # run_proxy NAME REP
     wrk_case "$name" "$rep" big_c16 16 /10m
     wrk_case "$name" "$rep" upload_c16 16 /upload -s "$HERE/upload.lua"
     wrk_case "$name" "$rep" close_c64 64 / -H 'Connection: close'
+    [[ $H2 != 1 ]] || h2load_case "$name" "$rep" h2_c64x10 64 10
     idle_case "$name" "$rep"
     if proxy_alive "$rep" end; then stop_pid "$PROXY_PID"; fi
 }
@@ -507,7 +544,7 @@ fi
     echo "- command: \`$(env | grep -E '^(BENCH_[A-Z_]+|SWARMGATE_BIN)=' | tr '\n' ' ')$CMDLINE\`"
     echo "- git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') ($(git -C "$ROOT" rev-parse --abbrev-ref HEAD 2>/dev/null || echo '?'))"
     echo "- machine: $NCPU CPUs, $cpu_model, kernel $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
-    echo "- versions: $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR==1{print $3}'), $(wrk -v 2>&1 | awk 'NR==1{print $1, $2}'), swarmgate $sg_info"
+    echo "- versions: $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR==1{print $3}'), $(wrk -v 2>&1 | awk 'NR==1{print $1, $2}'), $( [[ $H2 != 1 ]] || h2load --version | awk 'NR==1{print $1, $2}'), swarmgate $sg_info"
     echo "- method: proxy on 127.0.0.1:$PORT pinned to CPU $PROXY_CPU; wrk ($WRK_THREADS thread), both origins and helpers pinned to CPU $LOAD_CPU;" \
         "each case ${WARMUP} s warm-up + ${DURATION} s measured, $REPS reps interleaved (proxy order rotated per rep), medians"
     echo "- machine load before the run: ${BUSY_BEFORE}% of all CPUs busy (user+system, 2 s sample)"

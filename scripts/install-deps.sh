@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine (idempotent, quiet):
 # promtool (package prometheus) to lint /metrics, chromium for the status-page screenshot test,
-# curl for scripts, iproute2 for the tunnel test's network namespaces (tests/tunnel.rs). Docker Engine itself comes with the machine.
+# curl for scripts and the HTTP/2 tests (--http2, --http2-prior-knowledge), iproute2 for the
+# tunnel test's network namespaces (tests/tunnel.rs). Docker Engine itself comes with the machine.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null || need+=(prometheus)

@@ -39,6 +39,19 @@ pub struct BodyStatus {
     base: Instant,
     /// When a frame was last handed to the upstream connection (nanoseconds after `base`).
     last_handed: AtomicU64,
+    /// The body's data as read so far, kept (up to [`REPLAY_LIMIT`]) when the upstream speaks
+    /// HTTP/2: a stream the server refused unprocessed can then go to another server. `None`
+    /// when not recording or past the limit.
+    recorded: std::sync::Mutex<Option<Recorded>>,
+}
+
+/// Largest request body kept for a replay after an HTTP/2 refusal (gRPC calls are small).
+pub const REPLAY_LIMIT: usize = 64 << 10;
+
+#[derive(Debug, Default)]
+struct Recorded {
+    frames: Vec<Bytes>,
+    bytes: usize,
 }
 
 impl Default for BodyStatus {
@@ -49,6 +62,7 @@ impl Default for BodyStatus {
             awaiting_client: AtomicBool::new(true),
             base: Instant::now(),
             last_handed: AtomicU64::new(0),
+            recorded: std::sync::Mutex::new(None),
         }
     }
 }
@@ -77,6 +91,30 @@ impl BodyStatus {
             3 => Some(BodyError::ClientTimeout),
             _ => None,
         }
+    }
+
+    fn recorded(&self) -> std::sync::MutexGuard<'_, Option<Recorded>> {
+        self.recorded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, data: &Bytes) {
+        let mut rec = self.recorded();
+        if let Some(r) = rec.as_mut() {
+            r.bytes += data.len();
+            if r.bytes > REPLAY_LIMIT {
+                *rec = None;
+            } else {
+                r.frames.push(data.clone());
+            }
+        }
+    }
+
+    /// The whole body, when it was recorded, read completely and is within [`REPLAY_LIMIT`].
+    pub fn replayable(&self) -> Option<Vec<Bytes>> {
+        if !self.finished() || self.error().is_some() {
+            return None;
+        }
+        self.recorded().as_ref().map(|r| r.frames.clone())
     }
 
     fn handed(&self) {
@@ -120,10 +158,13 @@ impl IdleTimer {
     }
 }
 
-/// The body sent upstream: the client's body, streamed, or nothing.
+/// The body sent upstream: the client's body, streamed, or nothing (or a recorded body sent
+/// again).
 #[derive(Debug, Default)]
 pub struct ReqBody {
     inner: Option<Incoming>,
+    /// Frames of a replayed body, sent before (instead of) `inner`.
+    replay: std::collections::VecDeque<Bytes>,
     remaining: u64,
     timeout: Duration,
     timer: IdleTimer,
@@ -137,11 +178,21 @@ impl ReqBody {
 
     /// Streams `inner`, failing once more than `limit` bytes (0 = unlimited) have come or
     /// `timeout` passes between two reads.
-    pub fn streaming(inner: Incoming, limit: u64, timeout: Duration) -> (Self, Arc<BodyStatus>) {
+    /// With `record`, the data is also kept for [`BodyStatus::replayable`].
+    pub fn streaming(
+        inner: Incoming,
+        limit: u64,
+        timeout: Duration,
+        record: bool,
+    ) -> (Self, Arc<BodyStatus>) {
         let status = Arc::new(BodyStatus::default());
+        if record {
+            *status.recorded() = Some(Recorded::default());
+        }
         (
             ReqBody {
                 inner: Some(inner),
+                replay: Default::default(),
                 remaining: if limit == 0 { u64::MAX } else { limit },
                 timeout,
                 timer: IdleTimer::default(),
@@ -149,6 +200,14 @@ impl ReqBody {
             },
             status,
         )
+    }
+
+    /// A recorded body (see [`BodyStatus::replayable`]), sent again.
+    pub fn replay(frames: Vec<Bytes>) -> Self {
+        ReqBody {
+            replay: frames.into(),
+            ..ReqBody::default()
+        }
     }
 
     fn mark_finished(&self) {
@@ -175,6 +234,9 @@ impl Body for ReqBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
+        if let Some(b) = this.replay.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -186,6 +248,11 @@ impl Body for ReqBody {
                         return this.fail(BodyError::TooLarge);
                     }
                     this.remaining -= n;
+                    if let Some(s) = &this.status {
+                        s.record(d);
+                    }
+                } else if let Some(s) = &this.status {
+                    *s.recorded() = None; // trailers: not replayed
                 }
                 this.timer.progressed = true;
                 if let Some(s) = &this.status {
@@ -214,13 +281,13 @@ impl Body for ReqBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+        self.replay.is_empty() && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Some(b) => b.size_hint(),
-            None => SizeHint::with_exact(0),
+            None => SizeHint::with_exact(self.replay.iter().map(|b| b.len() as u64).sum()),
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub tunnel_agents: IntGaugeVec,
     pub tunnel_streams_total: IntCounterVec,
     pub tunnel_bytes_total: IntCounterVec,
+    pub client_requests_total: IntCounterVec,
+    pub grpc_responses_total: IntCounterVec,
     /// Serialises scrapes (gauges are reset and refilled).
     scrape: Mutex<()>,
 }
@@ -147,6 +149,18 @@ impl Metrics {
                 "Bytes through tunnel streams, by direction (to_agent, from_agent).",
                 &["agent", "direction"],
             ),
+            client_requests_total: counter(
+                &r,
+                "swarmgate_client_requests_total",
+                "Client requests by protocol (http/1.1 or h2).",
+                &["protocol"],
+            ),
+            grpc_responses_total: counter(
+                &r,
+                "swarmgate_grpc_responses_total",
+                "gRPC calls answered, by upstream and grpc-status (swarmgate's own or the server's).",
+                &["upstream", "grpc_status"],
+            ),
             registry: r,
             scrape: Mutex::new(()),
         };
@@ -217,6 +231,22 @@ impl UpstreamSeries {
     pub fn retries(&self, upstream: &str) -> &prometheus::IntCounter {
         self.retries
             .get_or_init(|| metrics().retries_total.with_label_values(&[upstream]))
+    }
+}
+
+/// `swarmgate_client_requests_total{protocol}` for `http/1.1` and `h2`.
+pub fn client_requests(protocol: &str) -> &'static prometheus::IntCounter {
+    static H1: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+        metrics()
+            .client_requests_total
+            .with_label_values(&["http/1.1"])
+    });
+    static H2: LazyLock<prometheus::IntCounter> =
+        LazyLock::new(|| metrics().client_requests_total.with_label_values(&["h2"]));
+    if protocol == "h2" {
+        &H2
+    } else {
+        &H1
     }
 }
 

@@ -1,7 +1,7 @@
 //! rustls configurations: the client side towards `https` upstreams (verification on with system
 //! roots or `tls_ca`, or off for Kuscia's self-signed gateways) and the optional listener side.
 
-use crate::config::{ListenerTls, UpstreamTls};
+use crate::config::{ListenerTls, Protocol, UpstreamTls};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -71,9 +71,10 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// The client configuration for one `https` upstream. ALPN offers only http/1.1 (Kuscia's
-/// listener negotiates none, which rustls accepts).
-pub fn client_config(tls: &UpstreamTls) -> Result<Arc<ClientConfig>, TlsError> {
+/// The client configuration for one `https` upstream. ALPN offers what `protocol` allows:
+/// http/1.1 for `http1` (Kuscia's listener negotiates none, which rustls accepts), h2 for `h2`,
+/// both for `auto`.
+pub fn client_config(tls: &UpstreamTls, protocol: Protocol) -> Result<Arc<ClientConfig>, TlsError> {
     let builder =
         ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let mut cfg = if tls.verify {
@@ -101,11 +102,15 @@ pub fn client_config(tls: &UpstreamTls) -> Result<Arc<ClientConfig>, TlsError> {
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
             .with_no_client_auth()
     };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = match protocol {
+        Protocol::Http1 | Protocol::H2c => vec![b"http/1.1".to_vec()],
+        Protocol::H2 => vec![b"h2".to_vec()],
+        Protocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    };
     Ok(Arc::new(cfg))
 }
 
-/// The listener configuration (`tls: {cert, key}`), ALPN http/1.1.
+/// The listener configuration (`tls: {cert, key}`), ALPN h2 and http/1.1.
 pub fn server_config(tls: &ListenerTls) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = read_certs(&tls.cert)?;
     let key = read_key(&tls.key)?;
@@ -113,7 +118,7 @@ pub fn server_config(tls: &ListenerTls) -> Result<Arc<ServerConfig>, TlsError> {
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 

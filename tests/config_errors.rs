@@ -135,3 +135,56 @@ fn via_names_an_agent_under_tunnel_agents() {
     assert_eq!(t.keepalive_timeout, std::time::Duration::from_secs(10));
     assert_eq!(cfg.upstreams[0].servers[0].via.as_deref(), Some("member-1"));
 }
+
+#[test]
+fn http2_block_defaults_and_protocol_checks() {
+    let c = parse_config("upstreams:\n  u:\n    servers: [{address: 'a:1'}]\n").unwrap();
+    assert_eq!(c.http2.max_concurrent_streams, 128);
+    assert_eq!(c.http2.initial_stream_window, 1 << 20);
+    assert_eq!(c.http2.keepalive_interval.as_secs(), 30);
+    assert_eq!(c.http2.keepalive_timeout.as_secs(), 10);
+    assert_eq!(c.upstreams[0].protocol, swarmgate::config::Protocol::Http1);
+
+    let c = parse_config(
+        "http2:\n  max_concurrent_streams: 16\n  initial_stream_window: 256k\nupstreams:\n  u:\n    protocol: h2c\n    servers: [{address: 'a:1'}]\n    health_check: {type: grpc, service: \"\"}\n",
+    )
+    .unwrap();
+    assert_eq!(c.upstreams[0].http2.max_concurrent_streams, 16);
+    assert_eq!(c.upstreams[0].http2.initial_stream_window, 256 << 10);
+
+    let e = err("upstreams:\n  u:\n    protocol: h2\n    servers: [{address: 'a:1'}]\n");
+    assert!(
+        e.contains("upstreams.u.protocol") && e.contains("line 3"),
+        "{e}"
+    );
+    assert!(e.contains("scheme: https"), "{e}");
+    let e = err(
+        "upstreams:\n  u:\n    scheme: https\n    protocol: h2c\n    servers: [{address: 'a:1'}]\n",
+    );
+    assert!(
+        e.contains("upstreams.u.protocol") && e.contains("line 4"),
+        "{e}"
+    );
+    let e = err("upstreams:\n  u:\n    protocol: h3\n    servers: [{address: 'a:1'}]\n");
+    assert!(e.contains("protocol") && e.contains("line 3"), "{e}");
+    let e = err(
+        "http2:\n  initial_stream_window: 1k\nupstreams:\n  u:\n    servers: [{address: 'a:1'}]\n",
+    );
+    assert!(
+        e.contains("http2.initial_stream_window") && e.contains("line 2"),
+        "{e}"
+    );
+    let e = err(
+        "http2:\n  max_concurrent_streams: 0\nupstreams:\n  u:\n    servers: [{address: 'a:1'}]\n",
+    );
+    assert!(
+        e.contains("http2.max_concurrent_streams") && e.contains("line 2"),
+        "{e}"
+    );
+    let e =
+        err("upstreams:\n  u:\n    servers: [{address: 'a:1'}]\n    health_check: {type: grpc}\n");
+    assert!(
+        e.contains("health_check.type") && e.contains("line 4"),
+        "{e}"
+    );
+}

@@ -11,20 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An HTTPS origin (no ALPN, like Kuscia's gateway) answering 401 like Kuscia does.
 async fn tls_origin(p: &Pki) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-    use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(p.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(p.key_pem.as_bytes()).unwrap();
-    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = tokio_rustls::TlsAcceptor::from(p.server_config(&[]));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -114,21 +101,9 @@ async fn tls_listener_serves_http11() {
         one_upstream(o.addr)
     ))
     .await;
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls::pki_types::pem::PemObject;
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let cfg = pki.client_config(&[b"http/1.1"]);
     let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    let mut tls = tokio_rustls::TlsConnector::from(cfg)
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .unwrap();

@@ -3,8 +3,9 @@
 
 Usage: report.py RAW_DIR "nginx haproxy swarmgate"
 
-RAW_DIR holds header.md, metrics.tsv (proxy rep case key value) and
-wrk/<proxy>.<rep>.<case>.txt (wrk --latency output of the measured run).
+RAW_DIR holds header.md, metrics.tsv (proxy rep case key value),
+wrk/<proxy>.<rep>.<case>.txt (wrk --latency output of the measured run) and
+h2load/<proxy>.<rep>.<case>.txt and .log (h2load output and its per-request log).
 Every figure is the median over the repetitions.
 """
 import glob
@@ -23,6 +24,7 @@ CASES = [  # case id, label
     ("big_c16", "GET 10 MiB, 16 conns"),
     ("upload_c16", "POST 1 MiB, 16 conns"),
     ("close_c64", "new conn per request, 64 conns"),
+    ("h2_c64x10", "h2c GET 100 B, 64 conns x 10 streams"),
     ("idle", "10k idle conns"),
 ]
 UPLOAD_BYTES = 1024 * 1024
@@ -53,6 +55,33 @@ def parse_wrk(text):
     return m
 
 
+def parse_h2load(text, log_path):
+    """h2load's summary, and p50/p99 from its --log-file (start, status, duration us)."""
+    m = {}
+    r = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", text, re.M)
+    if r:
+        m["rps"] = float(r.group(1))
+    r = re.search(r"^requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", text, re.M)
+    if r:
+        m["requests"] = int(r.group(3))
+        m["sock_errors"] = int(r.group(5)) + int(r.group(6))
+    r = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
+    m["non2xx"] = int(r.group(3)) + int(r.group(4)) if r else 0
+    durations = []
+    if os.path.exists(log_path):
+        with open(log_path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2].isdigit():
+                    durations.append(int(parts[2]) / 1000.0)
+    if durations:
+        durations.sort()
+        m["p50"] = durations[len(durations) // 2]
+        m["p99"] = durations[min(len(durations) - 1, int(len(durations) * 0.99))]
+    return m
+
+
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -66,6 +95,11 @@ def main():
         proxy, rep, case = os.path.basename(path)[:-4].split(".")
         with open(path) as f:
             for k, v in parse_wrk(f.read()).items():
+                data[proxy][case][k].append(v)
+    for path in sorted(glob.glob(os.path.join(raw, "h2load", "*.txt"))):
+        proxy, rep, case = os.path.basename(path)[:-4].split(".")
+        with open(path) as f:
+            for k, v in parse_h2load(f.read(), path[:-4] + ".log").items():
                 data[proxy][case][k].append(v)
     tsv = os.path.join(raw, "metrics.tsv")
     if os.path.exists(tsv):
@@ -137,7 +171,11 @@ def main():
     out.append(row("POST 1 MiB, 16 conns: req/s", "upload_c16", "rps", "rps"))
     out.append(row("POST 1 MiB, 16 conns: MiB/s up", "upload_c16", "up_mibps", "mib"))
     out.append(row("new conn per request (Connection: close), 64 conns: req/s", "close_c64", "rps", "rps"))
-    for case, label in CASES[:5]:
+    h2_label = dict(CASES)["h2_c64x10"]
+    out.append(row(h2_label + ": req/s", "h2_c64x10", "rps", "rps"))
+    out.append(row(h2_label + ": p50 ms", "h2_c64x10", "p50", "ms"))
+    out.append(row(h2_label + ": p99 ms", "h2_c64x10", "p99", "ms"))
+    for case, label in CASES[:6]:
         out.append(row("proxy CPU µs per request: " + label, case, "cpu_us_per_req", "ms"))
     out.append(row("idle conns: RSS before, MiB", "idle", "idle_before_kb", "mem", 1 / 1024))
     out.append(row("idle conns: RSS with them open, MiB", "idle", "idle_after_kb", "mem", 1 / 1024))
@@ -151,7 +189,7 @@ def main():
     out.append("## Upstream connects per request (origin stub_status accepts / wrk requests)\n")
     out.append("| case | " + " | ".join(cols) + " |")
     out.append("|" + "---|" * (len(cols) + 1))
-    for case, label in CASES[:5]:
+    for case, label in CASES[:6]:
         out.append("| %s | %s |" % (label, " | ".join(fmt(get(p, case, "connects_per_req"), "cpr")
                                                         for p in ("nginx", "haproxy", "swarmgate"))))
     out.append("")
@@ -174,7 +212,7 @@ def main():
                "else's build), in % of all CPUs; far above 0 means the figures are noisy.\n")
     out.append("| case | " + " | ".join(cols) + " |")
     out.append("|" + "---|" * (len(cols) + 1))
-    for case, label in CASES[:5]:
+    for case, label in CASES[:6]:
         cells = []
         for p in ("nginx", "haproxy", "swarmgate"):
             v = [get(p, case, k) for k in ("proxy_cpu_pct", "proxy_core_pct", "load_core_pct", "other_cpu_pct")]
@@ -189,7 +227,8 @@ def main():
     for case, label, key, kind in [
         ("get_c64", "GET c64", "rps", "rps"), ("get_c256", "GET c256", "rps", "rps"),
         ("big_c16", "10 MiB c16", "mibps", "mib"), ("upload_c16", "POST 1 MiB c16", "rps", "rps"),
-        ("close_c64", "conn close c64", "rps", "rps"), ("idle", "idle", "bytes_per_conn", "bytes"),
+        ("close_c64", "conn close c64", "rps", "rps"), ("h2_c64x10", "h2c c64x10", "rps", "rps"),
+        ("idle", "idle", "bytes_per_conn", "bytes"),
     ]:
         cells = []
         for p in ("nginx", "haproxy", "swarmgate"):

@@ -189,10 +189,14 @@ pub fn snapshot(app: &App) -> Snapshot {
                     kind: match h.kind {
                         HealthCheckKind::Http => "http",
                         HealthCheckKind::Tcp => "tcp",
+                        HealthCheckKind::Grpc => "grpc",
                     },
                     request: match h.kind {
                         HealthCheckKind::Http => format!("{} {}", h.method, h.path),
                         HealthCheckKind::Tcp => String::new(),
+                        HealthCheckKind::Grpc => {
+                            format!("grpc.health.v1.Health/Check {:?}", h.service)
+                        }
                     },
                     interval_ms: h.interval.as_millis(),
                     timeout_ms: h.timeout.as_millis(),

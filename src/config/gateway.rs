@@ -56,6 +56,8 @@ impl GatewayConfig {
             servers: Vec::new(),
             docker: None,
             health_check: None,
+            protocol: super::Protocol::Http1,
+            http2: super::Http2Settings::default(),
         }
     }
 }

@@ -28,8 +28,12 @@ pub struct Config {
     pub workers: usize,
     /// Admin/metrics listener. Default `127.0.0.1:9901`; `admin: {listen: ""}` disables it.
     pub admin_listen: Option<SocketAddr>,
-    /// TLS on the proxy listeners (ALPN http/1.1). Default none (plain HTTP).
+    /// TLS on the proxy listeners (ALPN h2 and http/1.1). Default none (plain HTTP; HTTP/2
+    /// with prior knowledge is detected by its preface).
     pub tls: Option<ListenerTls>,
+    /// `http2:` HTTP/2 settings of client connections (and of `h2`/`h2c` upstream connections,
+    /// copied into each [`UpstreamConfig`]).
+    pub http2: Http2Settings,
     /// Client-side limits and timeouts.
     pub client: ClientLimits,
     /// Grace period for in-flight requests on SIGTERM/SIGINT. Default 30 s.
@@ -86,6 +90,52 @@ pub struct ClientLimits {
     pub max_connections: usize,
 }
 
+/// HTTP/2 connection settings (`http2:`), applied on both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Settings {
+    /// `max_concurrent_streams`: streams a peer may open on one connection; upstream, streams
+    /// swarmgate opens on one connection before it opens another. Default 128.
+    pub max_concurrent_streams: u32,
+    /// `initial_stream_window`: flow-control window of each stream, bytes; the most swarmgate
+    /// buffers per stream. Default 1 MiB (the connection window is 4 × this).
+    pub initial_stream_window: u32,
+    /// `keepalive_interval`: PING sent on a connection idle this long. Default 30 s.
+    pub keepalive_interval: Duration,
+    /// `keepalive_timeout`: the connection closes when a PING is not answered within this.
+    /// Default 10 s.
+    pub keepalive_timeout: Duration,
+    /// Largest decoded header list a peer may send (from `large_client_header_buffers` on the
+    /// client side, `max_response_header_size` upstream). Not a key of its own.
+    pub max_header_list_size: u32,
+}
+
+impl Default for Http2Settings {
+    fn default() -> Self {
+        Http2Settings {
+            max_concurrent_streams: 128,
+            initial_stream_window: 1 << 20,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            max_header_list_size: 64 << 10,
+        }
+    }
+}
+
+/// How swarmgate speaks HTTP to an upstream's servers (`protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// HTTP/1.1 (default), over TLS when `scheme: https`.
+    #[default]
+    Http1,
+    /// HTTP/2 over TLS (ALPN h2); needs `scheme: https`.
+    H2,
+    /// HTTP/2 with prior knowledge over plain TCP; needs `scheme: http`.
+    H2c,
+    /// On TLS, whatever ALPN picks (h2 or http/1.1); on plain TCP, HTTP/1.1.
+    Auto,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerTls {
     pub cert: PathBuf,
@@ -134,6 +184,10 @@ pub struct UpstreamConfig {
     pub name: String,
     /// Default `http`.
     pub scheme: Scheme,
+    /// `protocol`: `http1` (default), `h2`, `h2c` or `auto`.
+    pub protocol: Protocol,
+    /// The top-level `http2:` settings, for `h2`/`h2c` connections to the servers.
+    pub http2: Http2Settings,
     /// Present when `scheme: https`.
     pub tls: Option<UpstreamTls>,
     /// `keepalive`: idle pooled connections kept per server. Default 32; 0 disables pooling.
@@ -254,6 +308,9 @@ pub struct DockerDiscoveryConfig {
 pub enum HealthCheckKind {
     Http,
     Tcp,
+    /// `grpc.health.v1.Health/Check` over HTTP/2 (h2c, or h2 on `https` upstreams); up when
+    /// the answer is SERVING.
+    Grpc,
 }
 
 /// An accepted status: a class (`4xx`) or an exact code.
@@ -297,6 +354,8 @@ pub struct HealthCheckConfig {
     pub default_down: bool,
     /// Probe this port instead of the server's. Default the server's.
     pub port: Option<u16>,
+    /// `service` asked about by a `grpc` check. Default `""` (the whole server).
+    pub service: String,
 }
 
 /// A route: what it matches (listener, host, path prefix) and the target it yields.

@@ -4,7 +4,8 @@
 
 use super::units::{Dur, Size};
 use super::{
-    Cidr, DockerMode, HealthCheckKind, PortRange, Scheme, ServerAddress, StatusMatch, WhenAllDown,
+    Cidr, DockerMode, HealthCheckKind, PortRange, Protocol, Scheme, ServerAddress, StatusMatch,
+    WhenAllDown,
 };
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
@@ -113,6 +114,7 @@ pub struct RawConfig {
     pub max_connections: Option<usize>,
     pub shutdown_timeout: Option<Dur>,
     pub access_log: Option<bool>,
+    pub http2: Option<RawHttp2>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     pub routes: Option<Vec<RawRoute>>,
@@ -161,6 +163,16 @@ pub struct RawAdmin {
     pub listen: Option<String>,
 }
 
+/// `http2:` settings for both sides' HTTP/2 connections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp2 {
+    pub max_concurrent_streams: Option<u32>,
+    pub initial_stream_window: Option<Size>,
+    pub keepalive_interval: Option<Dur>,
+    pub keepalive_timeout: Option<Dur>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListenerTls {
@@ -172,6 +184,7 @@ pub struct RawListenerTls {
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub scheme: Option<Scheme>,
+    pub protocol: Option<Protocol>,
     pub tls_verify: Option<bool>,
     pub tls_ca: Option<String>,
     pub tls_sni: Option<String>,
@@ -240,6 +253,7 @@ pub struct RawHealthCheck {
     pub expect_status: Option<Vec<StatusMatch>>,
     pub default_down: Option<bool>,
     pub port: Option<u16>,
+    pub service: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

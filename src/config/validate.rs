@@ -174,9 +174,10 @@ impl Validator<'_> {
             ));
         }
 
+        let http2 = self.http2(raw.http2.unwrap_or_default(), &client)?;
         let mut upstreams = Vec::with_capacity(raw.upstreams.len());
         for (name, u) in raw.upstreams {
-            upstreams.push(self.upstream(name, u)?);
+            upstreams.push(self.upstream(name, u, http2)?);
         }
 
         let routes = match raw.routes {
@@ -240,6 +241,7 @@ impl Validator<'_> {
             workers: raw.workers.unwrap_or(0),
             admin_listen,
             tls,
+            http2,
             client,
             shutdown_timeout: raw
                 .shutdown_timeout
@@ -333,9 +335,85 @@ impl Validator<'_> {
         Ok(d)
     }
 
-    fn upstream(&self, name: String, u: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+    fn http2(
+        &self,
+        h: super::raw::RawHttp2,
+        client: &ClientLimits,
+    ) -> Result<Http2Settings, ConfigError> {
+        let d = Http2Settings::default();
+        let out = Http2Settings {
+            max_concurrent_streams: h.max_concurrent_streams.unwrap_or(d.max_concurrent_streams),
+            initial_stream_window: match h.initial_stream_window {
+                None => d.initial_stream_window,
+                // RFC 9113 §6.9.1: at most 2^31-1; below 64 KiB - 1 (the protocol default)
+                // only slows every stream down.
+                Some(s) if (65_535..=(u32::MAX >> 1) as u64).contains(&s.0) => s.0 as u32,
+                Some(_) => {
+                    return Err(self.invalid(
+                        "http2.initial_stream_window".into(),
+                        "initial_stream_window",
+                        None,
+                        "must be between 65535 and 2147483647 bytes".into(),
+                    ))
+                }
+            },
+            keepalive_interval: h.keepalive_interval.map_or(d.keepalive_interval, |d| d.0),
+            keepalive_timeout: h.keepalive_timeout.map_or(d.keepalive_timeout, |d| d.0),
+            max_header_list_size: u32::try_from(client.max_header_size).unwrap_or(u32::MAX),
+        };
+        if out.max_concurrent_streams == 0 {
+            return Err(self.invalid(
+                "http2.max_concurrent_streams".into(),
+                "max_concurrent_streams",
+                None,
+                "must be at least 1".into(),
+            ));
+        }
+        for (k, v) in [
+            ("keepalive_interval", out.keepalive_interval),
+            ("keepalive_timeout", out.keepalive_timeout),
+        ] {
+            if v.is_zero() {
+                return Err(self.invalid(
+                    format!("http2.{k}"),
+                    k,
+                    None,
+                    "must be greater than 0".into(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn upstream(
+        &self,
+        name: String,
+        u: RawUpstream,
+        http2: Http2Settings,
+    ) -> Result<UpstreamConfig, ConfigError> {
         let key = |k: &str| format!("upstreams.{name}.{k}");
         let scheme = u.scheme.unwrap_or(Scheme::Http);
+        let protocol = u.protocol.unwrap_or_default();
+        match (protocol, scheme) {
+            (Protocol::H2, Scheme::Http) => {
+                return Err(self.invalid(
+                    key("protocol"),
+                    "protocol",
+                    Some("h2"),
+                    "h2 needs `scheme: https` (use h2c for HTTP/2 over plain TCP)".into(),
+                ))
+            }
+            (Protocol::H2c, Scheme::Https) => {
+                return Err(self.invalid(
+                    key("protocol"),
+                    "protocol",
+                    Some("h2c"),
+                    "h2c is HTTP/2 over plain TCP and needs `scheme: http` (use h2 with TLS)"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
         let tls = match scheme {
             Scheme::Https => Some(UpstreamTls {
                 verify: u.tls_verify.unwrap_or(true),
@@ -417,8 +495,26 @@ impl Validator<'_> {
                 return Err(self.invalid(key(k), k, None, "must be greater than 0".into()));
             }
         }
+        if let Some(hc) = &health_check {
+            if hc.kind == HealthCheckKind::Grpc && protocol == Protocol::Http1 {
+                return Err(self.invalid(
+                    key("health_check.type"),
+                    "health_check",
+                    None,
+                    "a grpc check needs `protocol: h2c` or `h2` (or `auto` with TLS)".into(),
+                ));
+            }
+        }
+        let max_header_list_size = u
+            .max_response_header_size
+            .map_or(64 << 10, |s| u32::try_from(s.0).unwrap_or(u32::MAX));
         Ok(UpstreamConfig {
             scheme,
+            protocol,
+            http2: Http2Settings {
+                max_header_list_size,
+                ..http2
+            },
             tls,
             keepalive: u.keepalive.unwrap_or(32),
             keepalive_timeout: u.keepalive_timeout.map_or(Duration::from_secs(60), |d| d.0),
@@ -503,6 +599,7 @@ fn health(h: RawHealthCheck) -> Result<HealthCheckConfig, (&'static str, String)
             .unwrap_or_else(|| vec![StatusMatch::Class(2), StatusMatch::Class(3)]),
         default_down: h.default_down.unwrap_or(false),
         port: h.port,
+        service: h.service.unwrap_or_default(),
     };
     if cfg.interval.is_zero() {
         return Err(("interval", "must be greater than 0".into()));

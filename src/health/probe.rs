@@ -1,16 +1,18 @@
 //! One active probe of one server, bounded by the check's `timeout`. `tcp`: the connection is
-//! established. `http`: `method path` over HTTP/1.1 (TLS with the upstream's client config when
-//! the upstream is `https`), `Host` = the check's `host` or the probed address, alive when the
-//! status matches `expect_status`. Probes use their own short-lived connection: they never take
-//! one from, or add one to, the request path's pool.
+//! established. `http`: `method path` over HTTP/1.1, or HTTP/2 when the upstream speaks it (TLS
+//! with the upstream's client config when the upstream is `https`), `Host` = the check's `host`
+//! or the probed address, alive when the status matches `expect_status`. `grpc`:
+//! `grpc.health.v1.Health/Check` for `service` over HTTP/2, alive when the answer is SERVING.
+//! Probes use their own short-lived connection: they never take one from, or add one to, the
+//! request path's pool.
 
-use crate::config::{HealthCheckConfig, HealthCheckKind};
+use crate::config::{HealthCheckConfig, HealthCheckKind, Protocol};
 use crate::tls;
 use crate::upstream::{Server, Settings};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request};
 use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The result of one probe.
@@ -75,8 +77,9 @@ async fn attempt(
         }
         .to_string(),
     };
-    let status = match &settings.tls {
-        None => http_status(tcp, hc, &host).await?,
+    let h2 = matches!(settings.config.protocol, Protocol::H2 | Protocol::H2c);
+    match &settings.tls {
+        None => on_connection(tcp, h2, hc, &host).await,
         Some(cfg) => {
             let sni = settings.config.tls.as_ref().and_then(|t| t.sni.as_deref());
             let name = tls::server_name(sni, &server.address.host)
@@ -85,8 +88,33 @@ async fn attempt(
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("tls: {e}"))?;
-            http_status(stream, hc, &host).await?
+            let h2 = h2 || stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            on_connection(stream, h2, hc, &host).await
         }
+    }
+}
+
+/// The `http` or `grpc` probe on an established connection.
+async fn on_connection<T>(
+    io: T,
+    h2: bool,
+    hc: &HealthCheckConfig,
+    host: &str,
+) -> Result<Outcome, String>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if hc.kind == HealthCheckKind::Grpc {
+        if !h2 {
+            return Err("grpc check: the server does not speak HTTP/2".into());
+        }
+        return grpc_check(io, hc, host).await;
+    }
+    let status = if h2 {
+        let req = probe_request(hc, host, false)?;
+        h2_send(io, req).await?.status().as_u16()
+    } else {
+        http_status(io, hc, host).await?
     };
     let ok = hc.expect_status.iter().any(|m| m.matches(status));
     Ok(Outcome {
@@ -97,6 +125,145 @@ async fn attempt(
             format!("HTTP {status} not expected")
         },
     })
+}
+
+/// The probe request: `method path` with `Host` (HTTP/1.1: `Connection: close`).
+fn probe_request(
+    hc: &HealthCheckConfig,
+    host: &str,
+    h1: bool,
+) -> Result<Request<Empty<Bytes>>, String> {
+    let method = Method::from_bytes(hc.method.as_bytes()).map_err(|e| e.to_string())?;
+    let hv = HeaderValue::from_str(host).map_err(|_| format!("invalid Host {host:?}"))?;
+    let mut b = Request::builder()
+        .method(method)
+        .header(header::USER_AGENT, USER_AGENT);
+    b = if h1 {
+        b.uri(hc.path.as_str())
+            .header(header::HOST, hv)
+            .header(header::CONNECTION, "close")
+    } else {
+        b.uri(format!("http://{host}{}", hc.path))
+    };
+    b.body(Empty::<Bytes>::new())
+        .map_err(|e| format!("request: {e}"))
+}
+
+/// Sends `req` on a new HTTP/2 connection over `io`; the connection ends with the probe.
+async fn h2_send<T, B>(
+    io: T,
+    req: Request<B>,
+) -> Result<hyper::Response<hyper::body::Incoming>, String>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut tx, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    tx.send_request(req)
+        .await
+        .map_err(|e| format!("http2: {e}"))
+}
+
+/// `grpc.health.v1.Health/Check`: up when the response says SERVING (1).
+async fn grpc_check<T>(io: T, hc: &HealthCheckConfig, host: &str) -> Result<Outcome, String>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt as _;
+    let req = Request::post(format!("http://{host}/grpc.health.v1.Health/Check"))
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header(header::TE, "trailers")
+        .header(header::USER_AGENT, USER_AGENT)
+        .body(http_body_util::Full::new(grpc_health_request(&hc.service)))
+        .map_err(|e| format!("request: {e}"))?;
+    let resp = h2_send(io, req).await?;
+    if resp.status() != http::StatusCode::OK {
+        return Ok(Outcome::fail(format!("HTTP {}", resp.status().as_u16())));
+    }
+    let head_status = grpc_status(resp.headers());
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("grpc: {e}"))?;
+    let code = body.trailers().and_then(grpc_status).or(head_status);
+    if code != Some(0) {
+        return Ok(Outcome::fail(format!(
+            "grpc-status {}",
+            code.map_or_else(|| "missing".to_owned(), |c| c.to_string())
+        )));
+    }
+    let serving = grpc_health_status(&body.to_bytes());
+    Ok(Outcome {
+        ok: serving == Some(1),
+        detail: match serving {
+            Some(1) => "SERVING".into(),
+            Some(2) => "NOT_SERVING".into(),
+            Some(3) => "SERVICE_UNKNOWN".into(),
+            Some(n) => format!("status {n}"),
+            None => "UNKNOWN".into(),
+        },
+    })
+}
+
+fn grpc_status(h: &http::HeaderMap) -> Option<u32> {
+    h.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+/// A length-prefixed `HealthCheckRequest { string service = 1; }`.
+fn grpc_health_request(service: &str) -> Bytes {
+    let mut msg = Vec::with_capacity(service.len() + 6);
+    if !service.is_empty() {
+        msg.push(0x0a); // field 1, length-delimited
+        put_varint(&mut msg, service.len() as u64);
+        msg.extend_from_slice(service.as_bytes());
+    }
+    let mut out = Vec::with_capacity(5 + msg.len());
+    out.push(0); // not compressed
+    out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    out.extend_from_slice(&msg);
+    out.into()
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// The `status` (field 1, varint) of the first length-prefixed `HealthCheckResponse`;
+/// `Some(0)` (UNKNOWN) when the message omits it, `None` when there is no message.
+fn grpc_health_status(body: &[u8]) -> Option<u64> {
+    let len = u32::from_be_bytes(body.get(1..5)?.try_into().ok()?) as usize;
+    let mut msg = body.get(5..5 + len)?;
+    while let Some((&key, rest)) = msg.split_first() {
+        let (value, rest) = varint(rest)?;
+        match key {
+            0x08 => return Some(value),
+            k if k & 7 == 0 => msg = rest,
+            k if k & 7 == 2 => msg = rest.get(value as usize..)?,
+            _ => return None,
+        }
+    }
+    Some(0)
+}
+
+fn varint(b: &[u8]) -> Option<(u64, &[u8])> {
+    let mut n = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        n |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((n, &b[i + 1..]));
+        }
+    }
+    None
 }
 
 /// An I/O error without the `(os error N)` suffix, for short status lines.
@@ -116,16 +283,7 @@ where
     let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
-    let method = Method::from_bytes(hc.method.as_bytes()).map_err(|e| e.to_string())?;
-    let host = HeaderValue::from_str(host).map_err(|_| format!("invalid Host {host:?}"))?;
-    let req = Request::builder()
-        .method(method)
-        .uri(hc.path.as_str())
-        .header(header::HOST, host)
-        .header(header::USER_AGENT, USER_AGENT)
-        .header(header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("request: {e}"))?;
+    let req = probe_request(hc, host, true)?;
     let mut conn = std::pin::pin!(conn);
     let mut send = std::pin::pin!(tx.send_request(req));
     // The connection may finish (`Connection: close`) before `send` is polled again: the
@@ -136,4 +294,22 @@ where
         _ = &mut conn => send.await,
     };
     Ok(resp.map_err(|e| format!("http: {e}"))?.status().as_u16())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_request_and_response_encoding() {
+        assert_eq!(&grpc_health_request("")[..], &[0, 0, 0, 0, 0]);
+        assert_eq!(
+            &grpc_health_request("kuscia")[..],
+            b"\0\0\0\0\x08\x0a\x06kuscia"
+        );
+        assert_eq!(grpc_health_status(&[0, 0, 0, 0, 2, 0x08, 1]), Some(1));
+        assert_eq!(grpc_health_status(&[0, 0, 0, 0, 2, 0x08, 2]), Some(2));
+        assert_eq!(grpc_health_status(&[0, 0, 0, 0, 0]), Some(0));
+        assert_eq!(grpc_health_status(&[]), None);
+    }
 }

@@ -3,6 +3,7 @@
 //! body is complete, and ends the request's accounting (access log, metrics, in-flight counts)
 //! when dropped.
 
+use super::error::ProxyError;
 use super::guard::RequestGuard;
 use crate::body::{BodyError, IdleTimer};
 use crate::upstream::{Conn, PoolLimits, Server};
@@ -36,6 +37,9 @@ impl Lease {
 #[derive(Debug)]
 pub struct Streamed {
     inner: Incoming,
+    /// A gRPC call: a failure mid-body ends the response with `grpc-status` trailers (which a
+    /// gRPC client reads as that status) instead of resetting the stream.
+    grpc: bool,
     timeout: Duration,
     timer: IdleTimer,
     lease: Option<Lease>,
@@ -83,9 +87,23 @@ impl ResBody {
                 timer: IdleTimer::default(),
                 lease,
                 done: false,
+                grpc: false,
             }),
             guard: None,
         }
+    }
+
+    /// Marks the body as a gRPC call's (see [`Streamed`]).
+    pub fn grpc(mut self) -> Self {
+        if let Kind::Streamed(s) = &mut self.kind {
+            s.grpc = true;
+        }
+        self
+    }
+
+    /// A streamed upstream body (a complete one carries no trailers).
+    pub fn may_have_trailers(&self) -> bool {
+        matches!(self.kind, Kind::Streamed(_))
     }
 
     /// Attaches the request's accounting; it ends when this body is dropped.
@@ -102,6 +120,24 @@ impl Drop for Streamed {
                 lease.release();
             }
         }
+    }
+}
+
+impl ResBody {
+    /// The response body broke off upstream: a gRPC call ends with the matching `grpc-status`
+    /// trailers (the body ends there), anything else with an error (the client sees the
+    /// response cut).
+    fn fail(&mut self, e: BodyError) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let grpc = matches!(&self.kind, Kind::Streamed(s) if s.grpc);
+        if !grpc {
+            return Poll::Ready(Some(Err(e)));
+        }
+        let err = ProxyError::from_response_body(e);
+        if let Some(g) = &mut self.guard {
+            g.set_grpc_status(err.grpc_status());
+        }
+        self.kind = Kind::Full(None);
+        Poll::Ready(Some(Ok(Frame::trailers(err.grpc_trailers()))))
     }
 }
 
@@ -124,8 +160,14 @@ impl Body for ResBody {
             Kind::Streamed(s) => match Pin::new(&mut s.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     s.timer.progressed = true;
-                    if let (Some(d), Some(g)) = (frame.data_ref(), &mut this.guard) {
-                        g.add_bytes(d.len() as u64);
+                    if let Some(g) = &mut this.guard {
+                        if let Some(d) = frame.data_ref() {
+                            g.add_bytes(d.len() as u64);
+                        } else if let Some(code) =
+                            frame.trailers_ref().and_then(super::grpc::status_of)
+                        {
+                            g.set_grpc_status(code);
+                        }
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
@@ -134,7 +176,7 @@ impl Body for ResBody {
                     if let Some(g) = &mut this.guard {
                         g.body_error(&e.to_string());
                     }
-                    Poll::Ready(Some(Err(BodyError::Upstream)))
+                    this.fail(BodyError::Upstream)
                 }
                 Poll::Ready(None) => {
                     s.done = true;
@@ -146,7 +188,7 @@ impl Body for ResBody {
                         if let Some(g) = &mut this.guard {
                             g.body_error("upstream read timed out");
                         }
-                        return Poll::Ready(Some(Err(BodyError::UpstreamTimeout)));
+                        return this.fail(BodyError::UpstreamTimeout);
                     }
                     Poll::Pending
                 }

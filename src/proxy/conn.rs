@@ -23,6 +23,10 @@ pub struct ConnState {
     idle_since: AtomicU64,
     /// Set on shutdown: responses carry `Connection: close`.
     closing: AtomicBool,
+    /// An HTTP/2 connection: requests are streams, so bytes read while no request is in flight
+    /// (PINGs, SETTINGS, WINDOW_UPDATEs) do not start a request head; only `keepalive_timeout`
+    /// applies while it is idle.
+    multiplexed: AtomicBool,
     /// The connection's task while it waits with a request in flight: woken when the request
     /// ends so that the idle timer (`keepalive_timeout`) gets armed. hyper does not poll the
     /// socket again after a response unless something wakes it.
@@ -37,6 +41,7 @@ impl ConnState {
             requests: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            multiplexed: AtomicBool::new(false),
             idle_waker: AtomicWaker::new(),
         }
     }
@@ -62,6 +67,11 @@ impl ConnState {
 
     pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Relaxed)
+    }
+
+    /// The connection speaks HTTP/2 (see the field).
+    pub fn set_multiplexed(&self) {
+        self.multiplexed.store(true, Ordering::Relaxed);
     }
 }
 
@@ -133,6 +143,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                 if buf.filled().len() > before
                     && this.head.is_none()
                     && this.state.in_flight.load(Ordering::Relaxed) == 0
+                    && !this.state.multiplexed.load(Ordering::Relaxed)
                 {
                     let seq = this.state.requests.load(Ordering::Relaxed);
                     this.head = Some((Instant::now(), seq));

@@ -1,5 +1,6 @@
 //! The one place where failures become client responses: every error on the request path is a
-//! [`ProxyError`], and [`ProxyError::status`] maps it to its status code.
+//! [`ProxyError`], and [`ProxyError::status`] maps it to its status code ([`ProxyError::grpc_status`]
+//! to its gRPC status when the request was a gRPC call).
 
 use super::body::ResBody;
 use crate::body::BodyError;
@@ -33,6 +34,8 @@ pub enum ProxyError {
     UpstreamHeadTooLarge,
     #[error("upstream failed: {0}")]
     Upstream(hyper::Error),
+    #[error("upstream response body broke off")]
+    UpstreamBody,
     #[error("upstream switched protocols without an upgrade request")]
     Upstream101,
     #[error("shutting down")]
@@ -69,6 +72,7 @@ impl ProxyError {
             ProxyError::NoLiveUpstreams
             | ProxyError::Connect(_)
             | ProxyError::Upstream(_)
+            | ProxyError::UpstreamBody
             | ProxyError::Upstream101
             | ProxyError::UpstreamHeadTooLarge => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout | ProxyError::UpstreamSendTimeout => {
@@ -77,6 +81,48 @@ impl ProxyError {
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
+    }
+
+    /// The gRPC status of this failure when the request was a gRPC call (answered as HTTP 200
+    /// trailers-only, which a gRPC client can read where it cannot read a 502 page).
+    pub fn grpc_status(&self) -> u16 {
+        use super::grpc::code;
+        match self {
+            ProxyError::NoLiveUpstreams
+            | ProxyError::Connect(_)
+            | ProxyError::Upstream(_)
+            | ProxyError::UpstreamBody
+            | ProxyError::Upstream101
+            | ProxyError::UpstreamHeadTooLarge
+            | ProxyError::ShuttingDown => code::UNAVAILABLE,
+            ProxyError::UpstreamTimeout
+            | ProxyError::UpstreamSendTimeout
+            | ProxyError::ClientBody(BodyError::ClientTimeout) => code::DEADLINE_EXCEEDED,
+            ProxyError::BodyTooLarge | ProxyError::ClientBody(BodyError::TooLarge) => {
+                code::RESOURCE_EXHAUSTED
+            }
+            ProxyError::NoRoute => code::UNIMPLEMENTED,
+            ProxyError::BadTarget(_) => code::INVALID_ARGUMENT,
+            ProxyError::Forbidden(_) => code::PERMISSION_DENIED,
+            ProxyError::BadRequest(_)
+            | ProxyError::UriTooLong
+            | ProxyError::MethodNotAllowed(_)
+            | ProxyError::ClientBody(_) => code::INTERNAL,
+        }
+    }
+
+    /// A response body that broke off after the head was sent (only gRPC calls can still be
+    /// told why, in trailers).
+    pub fn from_response_body(e: BodyError) -> ProxyError {
+        match e {
+            BodyError::UpstreamTimeout => ProxyError::UpstreamTimeout,
+            _ => ProxyError::UpstreamBody,
+        }
+    }
+
+    /// `grpc-status` and `grpc-message` for a gRPC call that failed after its response head.
+    pub fn grpc_trailers(&self) -> http::HeaderMap {
+        super::grpc::status_trailers(self.grpc_status(), &self.to_string())
     }
 
     /// Whether the client connection should be closed after this answer (its framing may be
@@ -94,8 +140,17 @@ impl ProxyError {
         )
     }
 
-    /// A short plain-text answer, nginx style.
-    pub fn to_response(&self) -> Response<ResBody> {
+    /// A short plain-text answer, nginx style; for a gRPC request (`grpc`) a trailers-only
+    /// answer with [`ProxyError::grpc_status`].
+    pub fn to_response(&self, grpc: bool) -> Response<ResBody> {
+        if grpc {
+            let mut resp = super::grpc::trailers_only(self.grpc_status(), &self.to_string());
+            if self.closes_connection() {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return resp;
+        }
         let status = self.status();
         let reason = status.canonical_reason().unwrap_or("Error");
         let body = match self {

@@ -1,14 +1,17 @@
 //! Sending one request upstream: pick a server, take a pooled connection or dial one, send,
 //! wait for the response head; on failure, retry only when that is safe (nginx
 //! `proxy_next_upstream error timeout`): the request was never sent, or it has no body and an
-//! idempotent method. A streamed body that started going upstream is never replayed.
+//! idempotent method, or an HTTP/2 server refused its stream unprocessed (REFUSED_STREAM, above
+//! a GOAWAY's last id) and it has no body or a small one kept aside for that. Any other streamed
+//! body that started going upstream is never replayed.
 
 use super::body::Lease;
 use super::error::ProxyError;
 use super::guard::RequestGuard;
+use super::headers;
 use crate::body::{BodyError, BodyStatus, ReqBody};
 use crate::config::WhenAllDown;
-use crate::upstream::{connect, Conn, Server, Settings, Tried, Upstream};
+use crate::upstream::{checkout, Conn, Server, Settings, Tried, Upstream};
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -55,11 +58,15 @@ struct Template {
 
 impl Template {
     fn request(&self) -> Request<ReqBody> {
+        self.request_with(ReqBody::empty())
+    }
+
+    fn request_with(&self, body: ReqBody) -> Request<ReqBody> {
         build(
             self.method.clone(),
             self.uri.clone(),
             self.headers.clone(),
-            ReqBody::empty(),
+            body,
         )
     }
 }
@@ -87,6 +94,8 @@ struct Failure {
     returned: Option<Request<ReqBody>>,
     /// Counts against the server's `max_fails`.
     server_fault: bool,
+    /// An HTTP/2 stream the server refused unprocessed: any bodyless request may go elsewhere.
+    refused: bool,
 }
 
 /// Sends `out` to a server of `up`, retrying where safe.
@@ -103,11 +112,17 @@ pub async fn forward(
         n => n as usize,
     }
     .max(1);
-    let template = (out.body_status.is_none() && idempotent(&out.method)).then(|| Template {
+    // A bodyless request can be rebuilt: always after an HTTP/2 refusal, else only when its
+    // method is idempotent. One with a body only after a refusal, and only when its whole
+    // body was kept aside (HTTP/2 upstreams, small bodies: `BodyStatus::replayable`).
+    let idempotent = idempotent(&out.method);
+    let recorded = cfg.protocol != crate::config::Protocol::Http1;
+    let template = (out.body_status.is_none() || recorded).then(|| Template {
         method: out.method.clone(),
         uri: out.uri.clone(),
         headers: out.headers.clone(),
     });
+    let mut replay = idempotent;
     let status = out.body_status;
     let mut pending = Some(build(out.method, out.uri, out.headers, out.body));
     let mut tried = Tried::default();
@@ -120,17 +135,22 @@ pub async fn forward(
         tried.insert(i);
         let server = set.servers[i].clone();
         guard.set_server(server.clone());
-        let Some(req) = pending
-            .take()
-            .or_else(|| template.as_ref().map(Template::request))
-        else {
+        let Some(req) = pending.take().or_else(|| {
+            let t = template.as_ref().filter(|_| replay)?;
+            match &status {
+                None => Some(t.request()),
+                Some(s) => s
+                    .replayable()
+                    .map(|frames| t.request_with(ReqBody::replay(frames))),
+            }
+        }) else {
             break;
         };
         match attempt(
             &server,
             &settings,
             req,
-            template.as_ref(),
+            template.as_ref().filter(|_| idempotent && status.is_none()),
             status.as_deref(),
             guard,
         )
@@ -168,8 +188,9 @@ pub async fn forward(
                 }
                 pending = f.returned;
                 last = Some(f.error);
-                if pending.is_none() && template.is_none() {
-                    break; // the body is gone: never replay it
+                replay = (idempotent && status.is_none()) || f.refused;
+                if pending.is_none() && !(replay && template.is_some()) {
+                    break; // the body is gone, or the server may have acted on it
                 }
             }
         }
@@ -183,9 +204,9 @@ pub async fn forward(
     })
 }
 
-/// One server: pooled connections first (a dead one is dropped, not blamed on the server), then
-/// a fresh one. A bodyless idempotent request lost on a pooled connection the server had just
-/// closed is sent again on a fresh connection.
+/// One server: pooled connections (or an HTTP/2 stream slot) first (a dead one is dropped, not
+/// blamed on the server), then a fresh one. A bodyless idempotent request lost on a pooled
+/// connection the server had just closed is sent again on a fresh connection.
 async fn attempt(
     server: &Arc<Server>,
     settings: &Settings,
@@ -197,29 +218,18 @@ async fn attempt(
     let cfg = &settings.config;
     let mut fresh_only = false;
     loop {
-        let pooled = if fresh_only {
-            None
-        } else {
-            server
-                .pool
-                .checkout(Instant::now(), settings.pool.idle_timeout)
+        let mut conn = match checkout(server, settings, fresh_only).await {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(Failure {
+                    error: ProxyError::Connect(e),
+                    returned: Some(req),
+                    server_fault: true,
+                    refused: false,
+                })
+            }
         };
-        let mut conn = match pooled {
-            Some(c) => c,
-            // Boxed: the dial (DNS, TCP, TLS) is a large future, and it would otherwise size every
-            // request future, which hyper keeps allocated per client connection.
-            None => match Box::pin(connect(server, settings)).await {
-                Ok(c) => c,
-                Err(e) => {
-                    return Err(Failure {
-                        error: ProxyError::Connect(e),
-                        returned: Some(req),
-                        server_fault: true,
-                    })
-                }
-            },
-        };
-        if conn.reused && !ready_now(&mut conn.tx) {
+        if conn.reused && !conn.tx.ready_now() {
             match tokio::time::timeout(Duration::from_secs(1), conn.tx.ready()).await {
                 Ok(Ok(())) => {}
                 _ => continue,
@@ -231,8 +241,11 @@ async fn attempt(
                 req.headers_mut().insert(header::HOST, v);
             }
         }
+        if conn.tx.is_h2() {
+            headers::to_h2_upstream(&mut req, cfg.scheme.as_str());
+        }
         let reused = conn.reused;
-        let sent = conn.tx.try_send_request(req);
+        let sent = conn.tx.send(req);
         match wait_head(sent, cfg.read_timeout, cfg.send_timeout, status).await {
             Ok(Ok(resp)) => return Ok((resp, conn)),
             Ok(Err(mut e)) => {
@@ -245,10 +258,21 @@ async fn attempt(
                         error: ProxyError::Upstream(e.into_error()),
                         returned: Some(req),
                         server_fault: true,
+                        refused: false,
                     });
                 }
                 let err = e.into_error();
-                if let (true, Some(t)) = (reused && !fresh_only, template) {
+                if refused_stream(&err) {
+                    // REFUSED_STREAM, or above a GOAWAY's last stream id: the server did not
+                    // process it (RFC 9113 §8.7), so another server may have it.
+                    return Err(Failure {
+                        error: ProxyError::Upstream(err),
+                        returned: None,
+                        server_fault: false,
+                        refused: true,
+                    });
+                }
+                if let (true, Some(t)) = (reused && !fresh_only && !conn.tx.is_h2(), template) {
                     tracing::debug!(server = %server.label, error = %err, "pooled connection failed; retrying on a fresh one");
                     guard.add_retry();
                     req = t.request();
@@ -265,6 +289,7 @@ async fn attempt(
                     error,
                     returned: None,
                     server_fault: !client_side,
+                    refused: false,
                 });
             }
             Err(why) => {
@@ -275,17 +300,25 @@ async fn attempt(
                     },
                     returned: None,
                     server_fault: true,
+                    refused: false,
                 })
             }
         }
     }
 }
 
-/// Whether a pooled connection can take a request right away (the usual case), checked without
-/// arming a timer.
-fn ready_now(tx: &mut hyper::client::conn::http1::SendRequest<ReqBody>) -> bool {
-    use futures_util::FutureExt as _;
-    matches!(tx.ready().now_or_never(), Some(Ok(())))
+/// Whether an HTTP/2 stream failed without the server processing it: REFUSED_STREAM, or a
+/// GOAWAY whose last stream id is below it.
+fn refused_stream(err: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away() && h2.is_remote());
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Why waiting for a response head gave up.

@@ -22,6 +22,10 @@ pub struct RequestGuard {
     error: Option<String>,
     tries: u32,
     retries: u32,
+    /// `http/1.1` or `h2`.
+    protocol: &'static str,
+    /// The gRPC call's status (from the server's trailers or swarmgate's own answer).
+    grpc_status: Option<u16>,
 }
 
 impl RequestGuard {
@@ -42,7 +46,17 @@ impl RequestGuard {
             error: None,
             tries: 0,
             retries: 0,
+            protocol: "http/1.1",
+            grpc_status: None,
         }
+    }
+
+    pub fn set_protocol(&mut self, protocol: &'static str) {
+        self.protocol = protocol;
+    }
+
+    pub fn set_grpc_status(&mut self, code: u16) {
+        self.grpc_status = Some(code);
     }
 
     pub fn set_upstream(&mut self, u: Arc<Upstream>) {
@@ -93,6 +107,13 @@ impl Drop for RequestGuard {
         if let Some(s) = &self.server {
             s.active.fetch_sub(1, Ordering::Relaxed);
         }
+        metrics::client_requests(self.protocol).inc();
+        if let Some(g) = self.grpc_status {
+            metrics::metrics()
+                .grpc_responses_total
+                .with_label_values(&[upstream, &g.to_string()])
+                .inc();
+        }
         if let Some(u) = &self.upstream {
             let code = http::StatusCode::from_u16(self.status);
             let code = code.as_ref().map_or("000", |s| s.as_str());
@@ -113,6 +134,7 @@ impl Drop for RequestGuard {
                 target: "access",
                 method = %method,
                 path = %target,
+                protocol = self.protocol,
                 status = self.status,
                 upstream,
                 server,
@@ -120,6 +142,7 @@ impl Drop for RequestGuard {
                 duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
                 bytes = self.bytes,
                 error = self.error.as_deref().unwrap_or(""),
+                grpc_status = self.grpc_status,
             );
         }
     }

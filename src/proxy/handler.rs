@@ -5,6 +5,7 @@ use super::body::ResBody;
 use super::conn::ConnState;
 use super::error::ProxyError;
 use super::forward::{self, Outgoing};
+use super::grpc;
 use super::guard::RequestGuard;
 use super::headers;
 use super::upgrade;
@@ -37,6 +38,9 @@ pub async fn handle(
 ) -> Result<Response<ResBody>, Infallible> {
     let rt = cx.shared.runtime_full();
     let seq = cx.state.begin();
+    let h2 = req.version() == Version::HTTP_2;
+    let grpc = grpc::is_grpc(req.headers());
+    let deadline = grpc.then(|| grpc::timeout(req.headers())).flatten();
     let log = rt.access_log.then(|| {
         let target = req
             .uri()
@@ -45,19 +49,47 @@ pub async fn handle(
         (req.method().clone(), target)
     });
     let mut guard = RequestGuard::begin(cx.state.clone(), log);
+    guard.set_protocol(if h2 { "h2" } else { "http/1.1" });
     // Boxed: hyper keeps the handler's future in a per-connection allocation for the
     // connection's whole life; the forwarding state (~6 KB) is only needed while a request is
     // in flight, so an idle keepalive connection holds a few hundred bytes instead.
-    let mut resp = match Box::pin(proxy(req, &cx, &rt, &mut guard)).await {
+    let forwarding = Box::pin(proxy(req, &cx, &rt, &mut guard));
+    // `grpc-timeout` bounds the wait for the upstream's answer (the header goes upstream too).
+    let result = match deadline {
+        None => forwarding.await,
+        Some(d) => tokio::time::timeout(d, forwarding)
+            .await
+            .unwrap_or(Err(ProxyError::UpstreamTimeout)),
+    };
+    let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
             guard.set_error(&e);
-            e.to_response()
+            if grpc {
+                guard.set_grpc_status(e.grpc_status());
+            }
+            e.to_response(grpc)
         }
     };
     guard.set_status(resp.status().as_u16());
+    if grpc {
+        if let Some(code) = grpc::status_of(resp.headers()) {
+            guard.set_grpc_status(code); // trailers-only answer
+        }
+    }
+    if grpc && !h2 && resp.body().may_have_trailers() {
+        // hyper's HTTP/1.1 server sends only the trailer fields the response declares.
+        resp.headers_mut()
+            .entry(header::TRAILER)
+            .or_insert(HeaderValue::from_static(grpc::TRAILER_FIELDS));
+    }
     let limit = rt.client.keepalive_requests;
-    if (limit != 0 && seq >= limit) || cx.shared.is_shutting_down() || cx.state.is_closing() {
+    if h2 {
+        // Connection-specific fields do not exist in HTTP/2 (RFC 9113 §8.2.2); shutdown is
+        // a GOAWAY instead.
+        resp.headers_mut().remove(header::CONNECTION);
+    } else if (limit != 0 && seq >= limit) || cx.shared.is_shutting_down() || cx.state.is_closing()
+    {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -135,11 +167,21 @@ async fn proxy(
         && headers::connection_has(req.headers(), "upgrade");
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    headers::to_upstream(&mut parts.headers, &cx.client_ip, cx.proto, upgrade);
+    let keep_te = parts.version == Version::HTTP_2 || grpc::is_grpc(&parts.headers);
+    headers::to_upstream(
+        &mut parts.headers,
+        &cx.client_ip,
+        cx.proto,
+        upgrade,
+        keep_te,
+    );
     let (body, body_status) = if body.is_end_stream() {
         (ReqBody::empty(), None)
     } else {
-        let (b, s) = ReqBody::streaming(body, limits.max_body_size, limits.body_timeout);
+        // An HTTP/2 server may refuse the stream unprocessed; a small body kept aside can
+        // then go to another server.
+        let record = upstream.settings().config.protocol != crate::config::Protocol::Http1;
+        let (b, s) = ReqBody::streaming(body, limits.max_body_size, limits.body_timeout, record);
         (b, Some(s))
     };
     let fwd = forward::forward(
@@ -168,8 +210,11 @@ async fn proxy(
     }
     let (mut rparts, rbody) = response.into_parts();
     headers::to_client(&mut rparts.headers, false);
-    Ok(Response::from_parts(
-        rparts,
-        ResBody::streamed(rbody, read_timeout, Some(lease)),
-    ))
+    let body = ResBody::streamed(rbody, read_timeout, Some(lease));
+    let body = if grpc::is_grpc(&rparts.headers) {
+        body.grpc()
+    } else {
+        body
+    };
+    Ok(Response::from_parts(rparts, body))
 }

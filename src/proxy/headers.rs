@@ -1,7 +1,9 @@
 //! Header rules in both directions (RFC 9110 §7.6.1): hop-by-hop fields and every field named in
 //! `Connection` are removed (nginx forwards the latter), `X-Forwarded-For` is appended,
 //! `X-Real-IP` and `X-Forwarded-Proto` are set. Upgrade requests keep `Upgrade` and
-//! `Connection: upgrade`.
+//! `Connection: upgrade`. Between HTTP/1.1 and HTTP/2 (RFC 9113 §8): no connection-specific
+//! field crosses, `TE` survives only as `trailers`, and `:authority` becomes `Host` (the
+//! handler) and back (the upstream connection, `to_h2_upstream`).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
@@ -60,8 +62,9 @@ impl Scan {
     }
 }
 
-/// Index of `Connection`, `Transfer-Encoding` and `Upgrade` in [`hop_by_hop`].
+/// Index of `Connection`, `TE`, `Transfer-Encoding` and `Upgrade` in [`hop_by_hop`].
 const CONNECTION_BIT: usize = 0;
+const TE_BIT: usize = 3;
 const TRANSFER_ENCODING_BIT: usize = 5;
 const UPGRADE_BIT: usize = 6;
 
@@ -190,15 +193,30 @@ pub fn ip_value(ip: IpAddr) -> HeaderValue {
 }
 
 /// Prepares a client request's headers for the upstream; `client_ip` comes from [`ip_value`].
+/// `keep_te_trailers`: an HTTP/2 or gRPC request, whose `TE: trailers` goes on.
 pub fn to_upstream(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
     proto: &'static str,
     upgrade: bool,
+    keep_te_trailers: bool,
 ) {
     let scan = Scan::of(headers);
     normalize_scanned(headers, scan);
+    // `TE: trailers` is the one TE an HTTP/2 peer may send (RFC 9113 §8.2.2) and what gRPC
+    // servers look for; it says the client takes trailers, which stays true through the proxy
+    // (which relays trailers). Between HTTP/1.1 hops it stays hop-by-hop.
+    let te_trailers = keep_te_trailers
+        && scan.has(TE_BIT)
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
     strip_scanned(headers, scan, upgrade);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     if scan.expect {
         // The proxy answers `Expect: 100-continue` itself when it starts reading the body.
         headers.remove(header::EXPECT);
@@ -222,6 +240,30 @@ pub fn to_upstream(
     }
     headers.insert(X_REAL_IP.clone(), client_ip.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+}
+
+/// Turns a request for an HTTP/1.1 upstream into one for an HTTP/2 upstream (RFC 9113 §8.3.1):
+/// `Host` becomes `:authority` (and is removed), `scheme` becomes `:scheme`.
+pub fn to_h2_upstream<B>(req: &mut http::Request<B>, scheme: &'static str) {
+    let host = req.headers_mut().remove(header::HOST);
+    let authority = host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok());
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.scheme = Some(if scheme == "https" {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    parts.authority = authority.or_else(|| Some(http::uri::Authority::from_static("localhost")));
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    *req.version_mut() = http::Version::HTTP_2;
 }
 
 /// Prepares an upstream response's headers for the client.
@@ -261,11 +303,12 @@ mod tests {
             &ip_value("10.0.0.1".parse().unwrap()),
             "http",
             false,
+            true,
         );
         assert!(!h.contains_key("x-secret"));
         assert!(!h.contains_key("connection"));
         assert!(!h.contains_key("keep-alive"));
-        assert!(!h.contains_key("te"));
+        assert_eq!(h["te"], "trailers", "TE survives only as `trailers`");
         assert_eq!(h["x_under_score"], "kept");
         assert_eq!(h["host"], "a:1");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
@@ -285,6 +328,7 @@ mod tests {
             &ip_value("10.0.0.1".parse().unwrap()),
             "https",
             true,
+            false,
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["upgrade"], "websocket");

@@ -1,14 +1,17 @@
 //! The proxy: listeners (`server`), per-connection timing (`conn`), the request handler
 //! (`handler`) and upstream forwarding (`forward`), header rules (`headers`), streaming bodies
 //! (`body`: the response side; the request body lives in `crate::body`), request accounting
-//! (`guard`), upgrades (`upgrade`) and error mapping (`error`).
+//! (`guard`), upgrades (`upgrade`), HTTP/2 detection and settings (`http2`), gRPC answers
+//! (`grpc`) and error mapping (`error`).
 
 pub mod body;
 pub mod conn;
 pub mod error;
 pub mod forward;
+pub mod grpc;
 pub mod guard;
 pub mod handler;
 pub mod headers;
+pub mod http2;
 pub mod server;
 pub mod upgrade;

@@ -1,13 +1,16 @@
-//! Listeners: accept, optional TLS, serve HTTP/1.1 with the connection timeouts of `conn`, and
-//! drain gracefully on shutdown (keepalive off, in-flight requests finish).
+//! Listeners: accept, optional TLS, serve HTTP/1.1 or HTTP/2 (ALPN on TLS, the preface on plain
+//! TCP) with the connection timeouts of `conn`, and drain gracefully on shutdown (HTTP/1.1:
+//! keepalive off; HTTP/2: GOAWAY; in-flight requests finish).
 
 use super::conn::{ConnState, ConnTimeouts, TimedIo};
 use super::handler::{self, ConnCtx};
+use super::http2::Sniffed;
 use crate::metrics::metrics;
 use crate::runtime::Shared;
 use hyper::rt::{Read, Write};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,7 +112,20 @@ async fn serve(
 ) {
     let rt = ctx.shared.runtime_full();
     let limits = rt.client.clone();
+    let h2 = rt.config.http2;
     drop(rt);
+    let mut shutdown = ctx.shutdown.clone();
+    let sniffed = match ctx.tls {
+        // A connection that has sent nothing yet is closed on shutdown.
+        None => tokio::select! {
+            s = super::http2::sniff(&stream, limits.header_timeout) => s,
+            _ = shutdown.changed() => Sniffed::Nothing,
+        },
+        Some(_) => Sniffed::Http1, // ALPN decides after the handshake
+    };
+    if sniffed == Sniffed::Nothing {
+        return;
+    }
     let state = Arc::new(ConnState::new());
     let io = TimedIo::new(
         stream,
@@ -129,15 +145,41 @@ async fn serve(
         state: state.clone(),
     });
     match &ctx.tls {
+        None if sniffed == Sniffed::H2 => {
+            drive_h2(TokioIo::new(io), cx, &h2, &limits, ctx.shutdown).await
+        }
         None => drive(TokioIo::new(io), cx, &limits, ctx.shutdown).await,
         Some(acceptor) => {
             match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
+                Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                    drive_h2(TokioIo::new(tls), cx, &h2, &limits, ctx.shutdown).await
+                }
                 Ok(Ok(tls)) => drive(TokioIo::new(tls), cx, &limits, ctx.shutdown).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         }
     }
+}
+
+/// Serves an HTTP/2 connection; on shutdown it sends GOAWAY and lets open streams finish.
+async fn drive_h2<I>(
+    io: I,
+    cx: Arc<ConnCtx>,
+    h2: &crate::config::Http2Settings,
+    limits: &crate::config::ClientLimits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let state = cx.state.clone();
+    state.set_multiplexed();
+    let peer = cx.peer;
+    let svc = service_fn(move |req| handler::handle(req, cx.clone()));
+    let conn = super::http2::server_builder(h2, limits).serve_connection(io, svc);
+    tokio::pin!(conn);
+    let graceful = |c: Pin<&mut _>| hyper::server::conn::http2::Connection::graceful_shutdown(c);
+    until_done(conn, graceful, &state, &mut shutdown, peer).await;
 }
 
 async fn drive<I>(
@@ -160,11 +202,28 @@ async fn drive<I>(
         .max_buf_size(limits.max_header_size.max(limits.read_buffer_size));
     let conn = builder.serve_connection(io, svc).with_upgrades();
     tokio::pin!(conn);
+    let graceful =
+        |c: Pin<&mut _>| hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(c);
+    until_done(conn, graceful, &state, &mut shutdown, peer).await;
+}
+
+/// Drives a client connection to its end; on shutdown it is told to finish gracefully
+/// (`graceful`: HTTP/1.1 stops keepalive, HTTP/2 sends GOAWAY) and open requests complete.
+async fn until_done<C, E>(
+    mut conn: Pin<&mut C>,
+    graceful: impl FnOnce(Pin<&mut C>),
+    state: &ConnState,
+    shutdown: &mut watch::Receiver<bool>,
+    peer: std::net::SocketAddr,
+) where
+    C: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let res = tokio::select! {
         r = conn.as_mut() => r,
         _ = shutdown.changed() => {
             state.set_closing();
-            conn.as_mut().graceful_shutdown();
+            graceful(conn.as_mut());
             conn.as_mut().await
         }
     };

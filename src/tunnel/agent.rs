@@ -72,11 +72,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         path: cfg.token_file.display().to_string(),
         source,
     })?;
-    let tls = crate::tls::client_config(&UpstreamTls {
-        verify: true,
-        ca: cfg.tls_ca.clone(),
-        sni: None,
-    })?;
+    let tls = crate::tls::client_config(
+        &UpstreamTls {
+            verify: true,
+            ca: cfg.tls_ca.clone(),
+            sni: None,
+        },
+        crate::config::Protocol::H2,
+    )?;
     let host = crate::config::strip_port(&cfg.hub).trim_matches(['[', ']']);
     let server_name = crate::tls::server_name(None, host)
         .ok_or_else(|| AgentError::ServerName(cfg.hub.clone()))?;

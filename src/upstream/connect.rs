@@ -1,11 +1,15 @@
 //! Dialing a server: a byte stream from [`super::transport`] (TCP, or the reverse tunnel) within
-//! `connect_timeout`, optional TLS, and the HTTP/1.1 handshake. The connection is driven by its own task, which keeps the server's open
+//! `connect_timeout`, optional TLS, and the HTTP/1.1 or HTTP/2 handshake (`protocol`; HTTP/2
+//! connections join the server's `H2Pool`). The connection is driven by its own task, which keeps the server's open
 //! connection count.
 
+use super::h2pool;
 use super::pool::Conn;
+use super::sender::Sender;
 use super::server::Server;
 use super::transport::{self, Stream, TransportError};
 use super::Settings;
+use crate::config::Protocol;
 use crate::tls;
 use hyper_util::rt::TokioIo;
 use std::sync::atomic::Ordering;
@@ -25,6 +29,8 @@ pub enum ConnectError {
     ServerName(String),
     #[error("handshake: {0}")]
     Handshake(hyper::Error),
+    #[error("connect failed (a dial to this server that this request waited for failed)")]
+    SharedDialFailed,
     #[error("{0}")]
     Tunnel(crate::tunnel::TunnelError),
 }
@@ -69,6 +75,12 @@ pub async fn connect(server: &Arc<Server>, settings: &Settings) -> Result<Conn, 
             return Err(ConnectError::Timeout);
         }
     };
+    if speaks_h2(&io, cfg.protocol) {
+        return match io {
+            Io::Plain(s) => h2pool::handshake(server, &cfg.http2, TokioIo::new(s)).await,
+            Io::Tls(s) => h2pool::handshake(server, &cfg.http2, TokioIo::new(s)).await,
+        };
+    }
     let mut builder = hyper::client::conn::http1::Builder::new();
     builder
         .max_header_size(cfg.max_response_header_size)
@@ -78,10 +90,19 @@ pub async fn connect(server: &Arc<Server>, settings: &Settings) -> Result<Conn, 
         Io::Tls(s) => spawn_driver(server, builder.handshake(TokioIo::new(s)).await),
     }?;
     Ok(Conn {
-        tx,
+        tx: Sender::H1(tx),
         uses: 0,
         reused: false,
     })
+}
+
+/// Whether the new connection speaks HTTP/2: always for `h2`/`h2c`, by ALPN for `auto`.
+fn speaks_h2(io: &Io, protocol: Protocol) -> bool {
+    match (protocol, io) {
+        (Protocol::H2 | Protocol::H2c, _) => true,
+        (Protocol::Auto, Io::Tls(s)) => s.get_ref().1.alpn_protocol() == Some(b"h2"),
+        _ => false,
+    }
 }
 
 enum Io {

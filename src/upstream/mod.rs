@@ -2,16 +2,21 @@
 //! flow. Membership comes from the static `servers` list and from discovery; a server that stays
 //! keeps its health, failure counts and pooled connections, a removed one drains.
 
+mod checkout;
 mod connect;
 pub mod dynamic;
+pub mod h2pool;
 pub mod pool;
+mod sender;
 mod server;
 mod set;
 pub mod transport;
 
+pub use checkout::checkout;
 pub use connect::{connect, ConnectError};
 pub use dynamic::DynamicUpstreams;
 pub use pool::{Conn, PoolLimits};
+pub use sender::Sender;
 pub use server::{Health, LastCheck, Server, Source};
 pub use set::{ServerSet, Tried};
 
@@ -30,7 +35,11 @@ pub struct Settings {
 
 impl Settings {
     pub fn new(config: &UpstreamConfig) -> Result<Self, TlsError> {
-        let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| tls::client_config(t, config.protocol))
+            .transpose()?;
         Ok(Settings {
             pool: PoolLimits {
                 max_idle: config.keepalive,
@@ -205,11 +214,13 @@ impl Upstream {
     }
 
     /// Closes pooled connections that outlived `keepalive_timeout` and trims each pool to
-    /// `keepalive` idle connections (run every second).
+    /// `keepalive` idle connections; closes HTTP/2 connections idle that long but one per
+    /// server (run every second).
     pub fn reap_idle(&self, now: std::time::Instant) {
         let limits = self.settings.load().pool;
         for s in &self.set.load().servers {
             s.pool.reap(now, limits);
+            s.h2.reap(limits.idle_timeout);
         }
     }
 }

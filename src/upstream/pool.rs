@@ -2,15 +2,16 @@
 //! `keepalive_timeout`, `keepalive_requests`). LIFO checkout keeps the hottest connections busy
 //! and lets the coldest expire; the oldest idle one is evicted when the pool is full.
 
+use super::sender::Sender;
 use crate::body::ReqBody;
 use hyper::client::conn::http1::SendRequest;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A connection ready to carry a request.
+/// A connection (HTTP/1.1) or a stream slot on one (HTTP/2) ready to carry a request.
 #[derive(Debug)]
 pub struct Conn {
-    pub tx: SendRequest<ReqBody>,
+    pub tx: Sender,
     /// Requests already sent on it.
     pub uses: u64,
     /// Taken from the pool (as opposed to freshly dialed).
@@ -54,7 +55,7 @@ impl Pool {
         while let Some(c) = idle.pop() {
             if !c.tx.is_closed() {
                 return Some(Conn {
-                    tx: c.tx,
+                    tx: Sender::H1(c.tx),
                     uses: c.uses,
                     reused: true,
                 });
@@ -64,7 +65,8 @@ impl Pool {
     }
 
     /// Returns a connection whose last response is complete. Dropped instead when it has served
-    /// `max_requests`, is closed, or pooling is off.
+    /// `max_requests`, is closed, or pooling is off. An HTTP/2 stream slot is simply freed (its
+    /// connection stays in the server's `H2Pool`).
     ///
     /// Idle connections above `max_idle` are not closed at once but by the next [`Pool::reap`]
     /// (within a second): under high concurrency many responses finish in one burst and the next
@@ -72,9 +74,12 @@ impl Pool {
     /// connections over 2 servers with `keepalive: 32`: p99 35 ms → 17 ms). A hard bound of
     /// 4 × `max_idle` still holds at every moment; the oldest idle connection makes room.
     pub fn checkin(&self, conn: Conn, limits: PoolLimits, now: Instant) {
+        let Sender::H1(tx) = conn.tx else {
+            return;
+        };
         if limits.max_idle == 0
             || (limits.max_requests != 0 && conn.uses >= limits.max_requests)
-            || conn.tx.is_closed()
+            || tx.is_closed()
         {
             return;
         }
@@ -83,7 +88,7 @@ impl Pool {
             idle.remove(0);
         }
         idle.push(Idle {
-            tx: conn.tx,
+            tx,
             since: now,
             uses: conn.uses,
         });

@@ -61,6 +61,8 @@ pub struct Server {
     pub requests: AtomicU64,
     pub failures: AtomicU64,
     pub pool: Pool,
+    /// Multiplexed HTTP/2 connections.
+    pub h2: super::h2pool::H2Pool,
     /// Cached resolution of a hostname address; cleared on connect failure.
     resolved: Mutex<Option<SocketAddr>>,
     pub last_check: Mutex<LastCheck>,
@@ -82,6 +84,7 @@ impl Server {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             pool: Pool::default(),
+            h2: Default::default(),
             resolved: Mutex::new(None),
             last_check: Mutex::new(LastCheck::default()),
             responses: crate::metrics::CodeCounters::default(),
@@ -124,6 +127,7 @@ impl Server {
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
         self.pool.clear();
+        self.h2.clear();
     }
 
     /// The socket address to dial: the IP literal, else a cached or fresh DNS resolution.

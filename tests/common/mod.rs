@@ -68,11 +68,28 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    origin_at("127.0.0.1", handler).await
+    origin_speaking("127.0.0.1", false, handler).await
 }
 
 /// An origin on an ephemeral port of `ip` (any 127.0.0.0/8 address works on Linux).
 pub async fn origin_at<F, Fut>(ip: &str, handler: F) -> Origin
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    origin_speaking(ip, false, handler).await
+}
+
+/// A real HTTP/2 (h2c, prior knowledge) origin server.
+pub async fn origin_h2c<F, Fut>(handler: F) -> Origin
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    origin_speaking("127.0.0.1", true, handler).await
+}
+
+async fn origin_speaking<F, Fut>(ip: &str, h2c: bool, handler: F) -> Origin
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
@@ -98,9 +115,21 @@ where
                     let fut = h(req);
                     async move { Ok::<_, std::convert::Infallible>(fut.await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .with_upgrades();
+                let io = TokioIo::new(stream);
+                let conn: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = if h2c {
+                    Box::pin(
+                        hyper::server::conn::http2::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(io, svc),
+                    )
+                } else {
+                    Box::pin(
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, svc)
+                            .with_upgrades(),
+                    )
+                };
                 tokio::select! {
                     _ = conn => {}
                     _ = kill_rx.wait_for(|k| *k) => {}
@@ -316,6 +345,69 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
 /// `upstreams: {u: {servers: [addr]}}`: one upstream with one server.
 pub fn one_upstream(addr: impl std::fmt::Display) -> String {
     format!("upstreams:\n  u:\n    servers: [{{address: '{addr}'}}]\n")
+}
+
+/// Test certificates written to `dir` as ca.pem, cert.pem and key.pem.
+pub struct Pki {
+    pub dir: std::path::PathBuf,
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A CA and a server certificate for `localhost` / 127.0.0.1 signed by it.
+pub fn pki(tag: &str) -> Pki {
+    pki_for(tag, &["localhost", "127.0.0.1"])
+}
+
+impl Pki {
+    /// A client configuration trusting this CA and offering `alpn`.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(cfg)
+    }
+
+    /// A server configuration with this certificate, offering `alpn` (none: no ALPN, like
+    /// Kuscia's gateway).
+    pub fn server_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(cfg)
+    }
+
+    /// `tls: {cert, key}` for swarmgate's listener.
+    pub fn listener_yaml(&self) -> String {
+        format!(
+            "tls: {{cert: '{}', key: '{}'}}\n",
+            self.dir.join("cert.pem").display(),
+            self.dir.join("key.pem").display()
+        )
+    }
 }
 
 /// A temporary directory unique to this test process and `tag`.
@@ -618,19 +710,6 @@ pub async fn download_pattern(addr: SocketAddr, path: &str, size: u64) {
     assert_eq!(n, size);
 }
 
-/// Test certificates written to `dir` as ca.pem, cert.pem and key.pem.
-pub struct Pki {
-    pub dir: std::path::PathBuf,
-    pub ca_pem: String,
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
-/// A CA and a server certificate for `localhost` / 127.0.0.1 signed by it.
-pub fn pki(tag: &str) -> Pki {
-    pki_for(tag, &["localhost", "127.0.0.1"])
-}
-
 /// Like [`pki`], for the server names (DNS names or IPs) `names`.
 pub fn pki_for(tag: &str, names: &[&str]) -> Pki {
     let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -660,4 +739,91 @@ pub fn pki_for(tag: &str, names: &[&str]) -> Pki {
     std::fs::write(p.dir.join("cert.pem"), &p.cert_pem).unwrap();
     std::fs::write(p.dir.join("key.pem"), &p.key_pem).unwrap();
     p
+}
+
+/// An HTTP/2 client connection (hyper's client): h2c with prior knowledge or h2 over TLS.
+#[derive(Clone)]
+pub struct H2Conn {
+    pub tx: hyper::client::conn::http2::SendRequest<Body>,
+}
+
+impl H2Conn {
+    /// h2c: the preface right away on a plain connection.
+    pub async fn open(addr: SocketAddr) -> H2Conn {
+        let s = TcpStream::connect(addr).await.unwrap();
+        H2Conn::handshake(s).await
+    }
+
+    /// h2 over TLS; panics unless ALPN picked h2.
+    pub async fn open_tls(addr: SocketAddr, pki: &Pki) -> H2Conn {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(pki.client_config(&[b"h2", b"http/1.1"]))
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        H2Conn::handshake(tls).await
+    }
+
+    async fn handshake<T>(io: T) -> H2Conn
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (tx, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(io),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        H2Conn { tx }
+    }
+
+    pub async fn send(&mut self, req: Request<Body>) -> hyper::Result<Response<Incoming>> {
+        self.tx.ready().await?;
+        self.tx.send_request(req).await
+    }
+
+    /// GET `http://test.local{path}`; status, headers and the whole body.
+    pub async fn get(&mut self, path: &str) -> (StatusCode, http::HeaderMap, Bytes) {
+        let req = Request::get(format!("http://test.local{path}"))
+            .body(empty())
+            .unwrap();
+        collect(self.send(req).await.unwrap()).await
+    }
+}
+
+/// An origin that describes the request it got in `x-seen-*` headers and echoes its body.
+pub async fn echo_origin() -> Origin {
+    origin(|req: Request<Incoming>| async move {
+        let seen = |name: &str| {
+            req.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap_or("?").to_owned())
+                .unwrap_or_default()
+        };
+        let head = [
+            ("x-seen-host", seen("host")),
+            ("x-seen-te", seen("te")),
+            ("x-seen-proto", seen("x-forwarded-proto")),
+            ("x-seen-connection", seen("connection")),
+            ("x-seen-version", format!("{:?}", req.version())),
+            ("x-seen-method", req.method().to_string()),
+            ("x-seen-path", req.uri().to_string()),
+        ];
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let mut r = Response::new(full(body));
+        for (k, v) in head {
+            r.headers_mut().insert(k, v.parse().unwrap());
+        }
+        r
+    })
+    .await
 }
