@@ -29,6 +29,8 @@ pub struct Metrics {
     pub tunnel_bytes_total: IntCounterVec,
     pub client_requests_total: IntCounterVec,
     pub grpc_responses_total: IntCounterVec,
+    pub lingering_closes_total: IntCounterVec,
+    pub lingering_bytes_total: IntCounterVec,
     /// Serialises scrapes (gauges are reset and refilled).
     scrape: Mutex<()>,
 }
@@ -148,6 +150,18 @@ impl Metrics {
                 "swarmgate_tunnel_bytes_total",
                 "Bytes through tunnel streams, by direction (to_agent, from_agent).",
                 &["agent", "direction"],
+            ),
+            lingering_closes_total: counter(
+                &r,
+                "swarmgate_lingering_closes_total",
+                "Client connections closed lingering (lingering_close), by how the lingering ended (client_closed, timeout, limit).",
+                &["result"],
+            ),
+            lingering_bytes_total: counter(
+                &r,
+                "swarmgate_lingering_bytes_total",
+                "Bytes read and discarded from clients while lingering.",
+                &[],
             ),
             client_requests_total: counter(
                 &r,

@@ -88,6 +88,34 @@ pub struct ClientLimits {
     pub max_uri_length: usize,
     /// `max_connections`: open client connections at once (new ones wait). Default 0 = unlimited.
     pub max_connections: usize,
+    /// nginx `lingering_close`, `lingering_time`, `lingering_timeout`.
+    pub lingering: Lingering,
+}
+
+/// nginx `lingering_close`: when swarmgate closes a client connection that may still be
+/// sending (a 413 before the body was read, a 400 on a bad head), it shuts down its write side
+/// and reads and discards for a while, so that the kernel does not answer the client's data with
+/// a reset that destroys the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lingering {
+    /// `lingering_close`. Default `on`.
+    pub mode: LingeringMode,
+    /// `lingering_time`: longest lingering in total. Default 30 s.
+    pub time: Duration,
+    /// `lingering_timeout`: longest wait for more data while lingering. Default 5 s.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LingeringMode {
+    /// Never linger: close at once (the client may see a reset).
+    Off,
+    /// Linger when the client may still be sending: a response was sent before its request body
+    /// was read, the request head was rejected, or unread bytes are waiting (default).
+    On,
+    /// Linger on every close.
+    Always,
 }
 
 /// HTTP/2 connection settings (`http2:`), applied on both sides.

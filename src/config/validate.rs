@@ -138,11 +138,20 @@ impl Validator<'_> {
             max_headers: raw.max_headers.unwrap_or(100),
             max_uri_length: raw.max_uri_length.map_or(8 << 10, |s| s.0 as usize),
             max_connections: raw.max_connections.unwrap_or(0),
+            lingering: Lingering {
+                mode: raw.lingering_close.unwrap_or(LingeringMode::On),
+                time: raw.lingering_time.map_or(Duration::from_secs(30), |d| d.0),
+                timeout: raw
+                    .lingering_timeout
+                    .map_or(Duration::from_secs(5), |d| d.0),
+            },
         };
         for (key, d) in [
             ("client_header_timeout", client.header_timeout),
             ("client_body_timeout", client.body_timeout),
             ("keepalive_timeout", client.keepalive_timeout),
+            ("lingering_time", client.lingering.time),
+            ("lingering_timeout", client.lingering.timeout),
         ] {
             if d.is_zero() {
                 return Err(self.invalid(key.into(), key, None, "must be greater than 0".into()));

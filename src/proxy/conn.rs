@@ -27,6 +27,9 @@ pub struct ConnState {
     /// (PINGs, SETTINGS, WINDOW_UPDATEs) do not start a request head; only `keepalive_timeout`
     /// applies while it is idle.
     multiplexed: AtomicBool,
+    /// The client may still be sending when the connection closes (a response went out before
+    /// its request body was read, or the head was rejected): close it lingering (`linger.rs`).
+    linger: AtomicBool,
     /// The connection's task while it waits with a request in flight: woken when the request
     /// ends so that the idle timer (`keepalive_timeout`) gets armed. hyper does not poll the
     /// socket again after a response unless something wakes it.
@@ -42,8 +45,18 @@ impl ConnState {
             idle_since: AtomicU64::new(0),
             closing: AtomicBool::new(false),
             multiplexed: AtomicBool::new(false),
+            linger: AtomicBool::new(false),
             idle_waker: AtomicWaker::new(),
         }
+    }
+
+    /// The client may still be sending: linger when closing.
+    pub fn set_linger(&self) {
+        self.linger.store(true, Ordering::Relaxed);
+    }
+
+    pub fn wants_linger(&self) -> bool {
+        self.linger.load(Ordering::Relaxed)
     }
 
     /// A request head was parsed; returns its sequence number on the connection (1-based).

@@ -40,6 +40,9 @@ pub async fn handle(
     let seq = cx.state.begin();
     let h2 = req.version() == Version::HTTP_2;
     let grpc = grpc::is_grpc(req.headers());
+    // An HTTP/1.1 request with a body: if it fails before the body was read, the client may
+    // still be sending when the connection closes.
+    let body_pending = !h2 && !req.body().is_end_stream();
     let deadline = grpc.then(|| grpc::timeout(req.headers())).flatten();
     let log = rt.access_log.then(|| {
         let target = req
@@ -65,6 +68,9 @@ pub async fn handle(
         Ok(r) => r,
         Err(e) => {
             guard.set_error(&e);
+            if body_pending || e.closes_connection() {
+                cx.state.set_linger();
+            }
             if grpc {
                 guard.set_grpc_status(e.grpc_status());
             }

@@ -1,7 +1,7 @@
 //! The proxy: listeners (`server`), per-connection timing (`conn`), the request handler
 //! (`handler`) and upstream forwarding (`forward`), header rules (`headers`), streaming bodies
 //! (`body`: the response side; the request body lives in `crate::body`), request accounting
-//! (`guard`), upgrades (`upgrade`), HTTP/2 detection and settings (`http2`), gRPC answers
+//! (`guard`), lingering close (`linger`), upgrades (`upgrade`), HTTP/2 detection and settings (`http2`), gRPC answers
 //! (`grpc`) and error mapping (`error`).
 
 pub mod body;
@@ -13,5 +13,6 @@ pub mod guard;
 pub mod handler;
 pub mod headers;
 pub mod http2;
+pub mod linger;
 pub mod server;
 pub mod upgrade;

@@ -127,6 +127,7 @@ async fn serve(
         return;
     }
     let state = Arc::new(ConnState::new());
+    let stream = super::linger::LingerOnDrop::new(stream, state.clone(), limits.lingering);
     let io = TimedIo::new(
         stream,
         state.clone(),
@@ -179,7 +180,7 @@ async fn drive_h2<I>(
     let conn = super::http2::server_builder(h2, limits).serve_connection(io, svc);
     tokio::pin!(conn);
     let graceful = |c: Pin<&mut _>| hyper::server::conn::http2::Connection::graceful_shutdown(c);
-    until_done(conn, graceful, &state, &mut shutdown, peer).await;
+    let _ = until_done(conn, graceful, &state, &mut shutdown, peer).await;
 }
 
 async fn drive<I>(
@@ -204,18 +205,26 @@ async fn drive<I>(
     tokio::pin!(conn);
     let graceful =
         |c: Pin<&mut _>| hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(c);
-    until_done(conn, graceful, &state, &mut shutdown, peer).await;
+    if let Err(e) = until_done(conn, graceful, &state, &mut shutdown, peer).await {
+        // hyper rejected the request head (400, 431): the client may still be sending it.
+        if e.is_parse() || e.is_parse_too_large() {
+            state.set_linger();
+        }
+    }
 }
 
 /// Drives a client connection to its end; on shutdown it is told to finish gracefully
 /// (`graceful`: HTTP/1.1 stops keepalive, HTTP/2 sends GOAWAY) and open requests complete.
+/// Returns how the connection ended (the connection itself, and so the socket, is dropped by
+/// the caller afterwards).
 async fn until_done<C, E>(
     mut conn: Pin<&mut C>,
     graceful: impl FnOnce(Pin<&mut C>),
     state: &ConnState,
     shutdown: &mut watch::Receiver<bool>,
     peer: std::net::SocketAddr,
-) where
+) -> Result<(), E>
+where
     C: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
@@ -227,7 +236,8 @@ async fn until_done<C, E>(
             conn.as_mut().await
         }
     };
-    if let Err(e) = res {
+    if let Err(e) = &res {
         tracing::debug!(%peer, error = %e, "client connection ended");
     }
+    res
 }
