@@ -363,3 +363,50 @@ async fn bad_chunk_in_upstream_body_cuts_the_client_response() {
     assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
     assert!(!text.ends_with("0\r\n\r\n"), "no clean last chunk: {text}");
 }
+
+/// An origin that accepts an h2c upgrade (101) whenever it is asked for one, else answers 200.
+async fn h2c_accepting_origin() -> RawOrigin {
+    raw_origin(|p| {
+        if p.values("upgrade")
+            .iter()
+            .any(|v| v.to_ascii_lowercase().contains("h2c"))
+        {
+            Reply::Keep(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                    .to_vec(),
+            )
+        } else {
+            Reply::Keep(ok("plain"))
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn h2c_upgrade_is_never_forwarded() {
+    // h2c smuggling: an upstream that accepts the upgrade would give the client a raw HTTP/2
+    // tunnel past routing and every limit. The upgrade is dropped (Upgrade: h2c,
+    // HTTP2-Settings) and the request is served as plain HTTP/1.1.
+    let o = h2c_accepting_origin().await;
+    let p = proxy(&one_upstream(o.addr)).await;
+    for upgrade in ["h2c", "H2C", "websocket, h2c"] {
+        let req = format!(
+            "GET /x HTTP/1.1\r\nHost: x\r\nUpgrade: {upgrade}\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        );
+        let r = raw(p.addr, req.as_bytes(), Duration::from_secs(2)).await;
+        assert!(r.starts_with("HTTP/1.1 200"), "Upgrade: {upgrade}: {r}");
+        assert!(r.ends_with("plain"), "Upgrade: {upgrade}: {r}");
+    }
+    for req in o.requests() {
+        assert!(req.values("upgrade").is_empty(), "{:?}", req.head);
+        assert!(req.values("http2-settings").is_empty(), "{:?}", req.head);
+        assert!(
+            !req.values("connection")
+                .iter()
+                .any(|v| v.to_ascii_lowercase().contains("upgrade")),
+            "{:?}",
+            req.head
+        );
+    }
+    assert_eq!(o.requests().len(), 3);
+}

@@ -170,7 +170,8 @@ async fn proxy(
     }
 
     let upgrade = req.headers().contains_key(header::UPGRADE)
-        && headers::connection_has(req.headers(), "upgrade");
+        && headers::connection_has(req.headers(), "upgrade")
+        && !headers::upgrade_refused(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let keep_te = parts.version == Version::HTTP_2 || grpc::is_grpc(&parts.headers);

@@ -94,6 +94,26 @@ pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// Whether the request asks to upgrade to a protocol swarmgate will not tunnel: the upgrade
+/// then does not happen (`Upgrade` and what `Connection` names are stripped as for any request)
+/// and the request is served as plain HTTP/1.1, as RFC 9110 §7.8 allows a server to do.
+///
+/// That is `h2c` (h2c smuggling: an upstream that accepts it would give the client a raw
+/// HTTP/2 connection to it, past routing and every limit); HTTP/2 clients use prior knowledge
+/// or ALPN instead. `Upgrade` values are compared case-insensitively, token by token
+/// (`Upgrade: websocket, h2c` is refused as a whole).
+pub fn upgrade_refused(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| {
+            let proto = t.trim_ascii();
+            let name = proto.split(|&b| b == b'/').next().unwrap_or(proto);
+            name.trim_ascii().eq_ignore_ascii_case(b"h2c")
+        })
+}
+
 /// Removes the fields named in `Connection`, then the hop-by-hop ones. With `keep_upgrade`,
 /// `Upgrade` survives and `Connection: upgrade` is set again.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
