@@ -20,6 +20,8 @@
 #                      need one of their own; swarmgate serves h2c on both), base+81/82 origins,
 #                      base+91/92 stub_status [18000]
 #   BENCH_H2           1 = also the HTTP/2 case (h2load, from nghttp2-client) [1]
+#   BENCH_CASES        which cases to run [get_c64 get_c256 big_c16 upload_c16 close_c64 h2_c64x10 idle]
+#                      (e.g. BENCH_CASES=big_c16 for the streaming-fairness case alone)
 #   BENCH_PROXY_CPU / BENCH_LOAD_CPU   CPU for the proxy / for wrk + origins [0 / 1]
 #   BENCH_WAIT_QUIET   before each proxy run, wait up to this many seconds for the machine to be
 #                      idle (<10% busy over 1 s; other people's builds ruin the figures) [0 = off]
@@ -58,6 +60,7 @@ LOAD_CPU=${BENCH_LOAD_CPU:-1}
 SWARMGATE_BIN=${SWARMGATE_BIN:-target/release/swarmgate}
 WAIT_QUIET=${BENCH_WAIT_QUIET:-0}
 H2=${BENCH_H2:-1}
+CASES=" ${BENCH_CASES:-get_c64 get_c256 big_c16 upload_c16 close_c64 h2_c64x10 idle} "
 
 PORT=$((BASE + 80)) P1=$((BASE + 81)) P2=$((BASE + 82)) STUB1=$((BASE + 91)) STUB2=$((BASE + 92))
 H2PORT=$((BASE + 83))
@@ -483,6 +486,8 @@ wait_quiet() { # wait up to WAIT_QUIET seconds for an idle machine
     done
 }
 
+want() { [[ $CASES == *" $1 "* ]]; }
+
 run_proxy() { # run_proxy NAME REP
     local name=$1 rep=$2
     wait_quiet
@@ -492,13 +497,13 @@ run_proxy() { # run_proxy NAME REP
         return 0
     fi
     PROXY_NAME=$name
-    wrk_case "$name" "$rep" get_c64 64 /
-    wrk_case "$name" "$rep" get_c256 256 /
-    wrk_case "$name" "$rep" big_c16 16 /10m
-    wrk_case "$name" "$rep" upload_c16 16 /upload -s "$HERE/upload.lua"
-    wrk_case "$name" "$rep" close_c64 64 / -H 'Connection: close'
-    [[ $H2 != 1 ]] || h2load_case "$name" "$rep" h2_c64x10 64 10
-    idle_case "$name" "$rep"
+    want get_c64 && wrk_case "$name" "$rep" get_c64 64 /
+    want get_c256 && wrk_case "$name" "$rep" get_c256 256 /
+    want big_c16 && wrk_case "$name" "$rep" big_c16 16 /10m
+    want upload_c16 && wrk_case "$name" "$rep" upload_c16 16 /upload -s "$HERE/upload.lua"
+    want close_c64 && wrk_case "$name" "$rep" close_c64 64 / -H 'Connection: close'
+    [[ $H2 != 1 ]] || ! want h2_c64x10 || h2load_case "$name" "$rep" h2_c64x10 64 10
+    want idle && idle_case "$name" "$rep"
     if proxy_alive "$rep" end; then stop_pid "$PROXY_PID"; fi
 }
 

@@ -42,6 +42,8 @@ def parse_wrk(text):
         r = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s|m|h)\s*$" % pct, text, re.M)
         if r:
             m["p" + pct] = float(r.group(1)) * TIME[r.group(2)]
+    if m.get("p50") and m.get("p99") is not None:
+        m["p99_p50"] = m["p99"] / m["p50"]
     r = re.search(r"(\d+) requests in", text)
     if r:
         m["requests"] = int(r.group(1))
@@ -168,6 +170,10 @@ def main():
         out.append(row(label + ": p50 ms", case, "p50", "ms"))
         out.append(row(label + ": p99 ms", case, "p99", "ms"))
     out.append(row("GET 10 MiB, 16 conns: MiB/s", "big_c16", "mibps", "mib"))
+    out.append(row("GET 10 MiB, 16 conns: p50 ms", "big_c16", "p50", "ms"))
+    out.append(row("GET 10 MiB, 16 conns: p99 ms", "big_c16", "p99", "ms"))
+    # fairness: every stream should progress at the same pace (issue 11: at most 2)
+    out.append(row("GET 10 MiB, 16 conns: p99/p50 (fairness, lower is better)", "big_c16", "p99_p50", "ms"))
     out.append(row("POST 1 MiB, 16 conns: req/s", "upload_c16", "rps", "rps"))
     out.append(row("POST 1 MiB, 16 conns: MiB/s up", "upload_c16", "up_mibps", "mib"))
     out.append(row("new conn per request (Connection: close), 64 conns: req/s", "close_c64", "rps", "rps"))

@@ -15,6 +15,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+/// Bytes a response body relays before its connection task yields to the others: one default
+/// `proxy_buffer_size` read. Without it a connection whose upstream always has data ready keeps
+/// the worker for many reads in a row while other streams wait (issue 11).
+const YIELD_EVERY: usize = 256 << 10;
+
 /// An upstream connection on loan to one response; back to the pool when the body completed.
 #[derive(Debug)]
 pub struct Lease {
@@ -46,6 +51,8 @@ pub struct Streamed {
     /// The upstream body ended cleanly. hyper's `Incoming::is_end_stream` never turns true for
     /// a chunked body, so the end is recorded here to give the connection back to the pool.
     done: bool,
+    /// Bytes relayed since the last yield (see [`YIELD_EVERY`]).
+    since_yield: usize,
 }
 
 /// The body of every response swarmgate sends to a client.
@@ -87,6 +94,7 @@ impl ResBody {
                 timer: IdleTimer::default(),
                 lease,
                 done: false,
+                since_yield: 0,
                 grpc: false,
             }),
             guard: None,
@@ -157,9 +165,18 @@ impl Body for ResBody {
                 }
                 Ok(Frame::data(b))
             })),
+            Kind::Streamed(s) if s.since_yield >= YIELD_EVERY => {
+                // Back of the run queue: woken now, polled after the tasks already waiting.
+                s.since_yield = 0;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
             Kind::Streamed(s) => match Pin::new(&mut s.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     s.timer.progressed = true;
+                    if let Some(d) = frame.data_ref() {
+                        s.since_yield += d.len();
+                    }
                     if let Some(g) = &mut this.guard {
                         if let Some(d) = frame.data_ref() {
                             g.add_bytes(d.len() as u64);
