@@ -216,6 +216,14 @@ pub async fn run(app: Arc<App>) -> Result<(), AppError> {
             "grace period over; closing remaining connections"
         );
     }
+    // Route tables' last_activity, written back once more.
+    let rt = app.shared.runtime_full();
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in rt.tables() {
+            t.flush();
+        }
+    })
+    .await;
     tracing::info!("stopped");
     Ok(())
 }
