@@ -29,7 +29,7 @@ if [ "$(docker image inspect -f '{{index .Config.Labels "swarmgate.sha256"}}' "$
 fi
 STAGE=target/image
 rm -rf "$STAGE"
-mkdir -p "$STAGE/etc/ssl/certs"
+mkdir -p "$STAGE/etc/ssl/certs" "$STAGE/var/lib/swarmgate"
 cp "$BIN" "$STAGE/swarmgate"
 CA=/etc/ssl/certs/ca-certificates.crt
 if [ -f "$CA" ]; then cp "$CA" "$STAGE/etc/ssl/certs/ca-certificates.crt"; fi

@@ -122,19 +122,6 @@ impl Validator<'_> {
             .map(|f| f.trim().to_owned())
             .filter(|f| !f.is_empty())
             .map(PathBuf::from);
-        if let Some(a) = admin_listen {
-            if !a.ip().is_loopback() && admin_token_file.is_none() {
-                return Err(self.invalid(
-                    "admin.token_file".into(),
-                    "admin",
-                    None,
-                    format!(
-                        "required when admin.listen ({a}) is not a loopback address: \
-                         a file holding the Bearer token for mutating admin calls"
-                    ),
-                ));
-            }
-        }
         let state_dir = raw
             .state_dir
             .map(|d| d.trim().to_owned())
@@ -240,6 +227,26 @@ impl Validator<'_> {
                 ))
             }
         };
+
+        // A writable route table makes the admin listener a control plane: beyond loopback it
+        // needs the token. Configs without one (the image's built-in config serves /metrics on
+        // 0.0.0.0:9901) only get a warning at start (`app.rs`), so that they keep starting.
+        let writable = routes
+            .iter()
+            .any(|r| matches!(&r.target, RouteTarget::Table(t) if t.store == TableStore::Embedded));
+        if let Some(a) = admin_listen {
+            if !a.ip().is_loopback() && admin_token_file.is_none() && writable {
+                return Err(self.invalid(
+                    "admin.token_file".into(),
+                    "admin",
+                    None,
+                    format!(
+                        "required when admin.listen ({a}) is not a loopback address: \
+                         a file holding the Bearer token for mutating admin calls"
+                    ),
+                ));
+            }
+        }
 
         let tunnel = match raw.tunnel {
             None => None,
