@@ -112,6 +112,10 @@ async fn redis_table_routes_follows_changes_and_outlives_redis() {
     redis.cli(&["HSET", "hosts", "outside", "10.255.255.1:80"]);
     let (s, _, b) = get(p.addr, "/ws/outside/").await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b:?}");
+    // So is one that is not ip:port (a hostname would be checked at every resolution).
+    redis.cli(&["HSET", "hosts", "named", "pod.example:80"]);
+    let (s, _, b) = get(p.addr, "/ws/named/").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b:?}");
     // HDEL: gone within cache_ttl (keyspace notifications make it sooner).
     redis.cli(&["HDEL", "hosts", "k1"]);
     until(p.addr, "/ws/k1/", 404, Duration::from_secs(3)).await;

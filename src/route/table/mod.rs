@@ -155,7 +155,13 @@ impl Table {
             .with_label_values(&[self.config.name.as_str(), how.label()])
             .inc();
         let target = found
-            .map_err(TableError::Unavailable)?
+            .map_err(|e| match e {
+                // Hostnames and the like: refused as the admin API refuses them.
+                StoreError::BadEntry(_) => {
+                    TableError::Refused("stored target is not an ip:port address")
+                }
+                e => TableError::Unavailable(e),
+            })?
             .ok_or(TableError::UnknownKey)?;
         if !self.config.allows(target.ip()) {
             return Err(TableError::Refused("target outside the table's allow list"));

@@ -144,17 +144,29 @@ impl RedisTable {
     }
 
     async fn hget(&self, key: &str) -> Result<Option<SocketAddr>, StoreError> {
+        let unavailable = |e: std::io::Error| StoreError::Unavailable(e.to_string());
+        let args: [&[u8]; 3] = [b"HGET", self.name.as_bytes(), key.as_bytes()];
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut conn = match idle {
-            Some(c) => c,
-            None => Conn::connect(&self.url, TIMEOUT)
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+        // An idle connection may have died with a Redis restart: then once more on a new one.
+        let (conn, reply) = match idle {
+            Some(mut c) => match c.call(&args, TIMEOUT).await {
+                Ok(r) => (c, r),
+                Err(_) => {
+                    let mut c = Conn::connect(&self.url, TIMEOUT)
+                        .await
+                        .map_err(unavailable)?;
+                    let r = c.call(&args, TIMEOUT).await.map_err(unavailable)?;
+                    (c, r)
+                }
+            },
+            None => {
+                let mut c = Conn::connect(&self.url, TIMEOUT)
+                    .await
+                    .map_err(unavailable)?;
+                let r = c.call(&args, TIMEOUT).await.map_err(unavailable)?;
+                (c, r)
+            }
         };
-        let reply = conn
-            .call(&[b"HGET", self.name.as_bytes(), key.as_bytes()], TIMEOUT)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let result = match reply {
             Reply::Bulk(None) => Ok(None),
             Reply::Bulk(Some(v)) => {
