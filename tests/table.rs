@@ -518,4 +518,9 @@ fn config_errors_name_the_key_and_line() {
         "table-cfg4",
     );
     assert!(!ok && out.contains("routes[0].path_prefix"), "{out}");
+    let (ok, out) = swarmgate_check(
+        "routes:\n  - path_prefix: /a/\n    table: {name: hosts}\n  - path_prefix: /b/\n    table: {name: hosts, store: redis, redis: 'redis://127.0.0.1'}\n",
+        "table-cfg5",
+    );
+    assert!(!ok && out.contains("routes[1].table.name"), "{out}");
 }

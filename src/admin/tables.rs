@@ -2,7 +2,7 @@
 //!
 //! | call                              | answer                                               |
 //! |-----------------------------------|------------------------------------------------------|
-//! | `GET /api/tables/<name>`          | `{"table":..,"entries":[{key,target,created,last_activity}]}` |
+//! | `GET /api/tables/<name>`          | `[{key,target,created,last_activity}]`, by key       |
 //! | `GET /api/tables/<name>/<key>`    | the entry, or 404                                    |
 //! | `PUT /api/tables/<name>/<key>`    | body `{"target":"10.244.1.58:9999"}`: 201 new, 200 replaced, 400 invalid |
 //! | `DELETE /api/tables/<name>/<key>` | 204, or 404                                          |
@@ -94,19 +94,8 @@ pub async fn handle(app: &App, method: &Method, rest: &str, body: Incoming) -> A
         if method != Method::GET {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET on a table");
         }
-        #[derive(Serialize)]
-        struct List {
-            table: String,
-            entries: Vec<Entry>,
-        }
-        let entries = store.list().iter().map(entry).collect();
-        return json(
-            StatusCode::OK,
-            &List {
-                table: name.to_owned(),
-                entries,
-            },
-        );
+        let entries: Vec<Entry> = store.list().iter().map(entry).collect();
+        return json(StatusCode::OK, &entries);
     };
     if !valid_key(key) {
         return plain(

@@ -228,6 +228,26 @@ impl Validator<'_> {
             }
         };
 
+        // Routes may share a table (metrics and the API name it): then with one store.
+        for (i, r) in routes.iter().enumerate() {
+            let RouteTarget::Table(t) = &r.target else {
+                continue;
+            };
+            let clash = routes[..i].iter().any(|o| {
+                matches!(&o.target, RouteTarget::Table(o) if o.name == t.name && o.store != t.store)
+            });
+            if clash {
+                return Err(self.invalid(
+                    format!("routes[{i}].table.name"),
+                    "name",
+                    Some(&t.name),
+                    format!(
+                        "table {:?} is used by an earlier route with another store",
+                        t.name
+                    ),
+                ));
+            }
+        }
         // A writable route table makes the admin listener a control plane: beyond loopback it
         // needs the token. Configs without one (the image's built-in config serves /metrics on
         // 0.0.0.0:9901) only get a warning at start (`app.rs`), so that they keep starting.
