@@ -48,9 +48,9 @@ upstreams:
 routes:
   - {path_prefix: /plain/, upstream: origin}
   - {path_prefix: /ws/, table: {name: hosts, allow: ["127.0.0.1/32"]}}
-  - {path_prefix: /rd/, table: {name: hosts, store: redis, redis: "redis://127.0.0.1:$REDIS_PORT/0", allow: ["127.0.0.1/32"]}}
+  - {path_prefix: /rd/, table: {name: rhosts, store: redis, redis: "redis://127.0.0.1:$REDIS_PORT/0", allow: ["127.0.0.1/32"]}}
 CONF
-"$BIN" --config "$DIR/swarmgate.yaml" & PIDS+=($!)
+RUST_LOG=${RUST_LOG:-warn} "$BIN" --config "$DIR/swarmgate.yaml" & PIDS+=($!)
 for a in "$PROXY" "$ADMIN" "$ORIGIN" "127.0.0.1:$REDIS_PORT"; do
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null && break; sleep 0.1; done
 done
@@ -68,7 +68,7 @@ for i in range(n):
 dt = time.time() - t
 print(f"PUT {n} entries (embedded, one connection, each committed before its answer): {dt:.1f} s, {n/dt:.0f} PUT/s")
 PY
-for i in $(seq 0 $((N - 1))); do echo "HSET hosts k$i $ORIGIN"; done | redis-cli -p "$REDIS_PORT" >/dev/null
+for i in $(seq 0 $((N - 1))); do echo "HSET rhosts k$i $ORIGIN"; done | redis-cli -p "$REDIS_PORT" >/dev/null
 echo "HSET $N entries in Redis"
 
 cat >"$DIR/random.lua" <<'LUA'
