@@ -42,13 +42,14 @@ COPY src ./src
 COPY config ./config
 RUN RUSTFLAGS='-C target-feature=+crt-static' \
         cargo build --release --locked --bin swarmgate --target x86_64-unknown-linux-gnu \
-    && mkdir -p /out/etc/ssl/certs \
+    && mkdir -p /out/etc/ssl/certs /out-state/var/lib/swarmgate \
     && cp target/x86_64-unknown-linux-gnu/release/swarmgate /out/swarmgate \
     && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt
 
-# Same layout as /out above, prepared by scripts/build-image.sh.
+# Same layout as /out and /out-state above, prepared by scripts/build-image.sh.
 FROM scratch AS prebuilt
 COPY target/image/ /out/
+COPY target/image-state/ /out-state/
 
 FROM ${BINARY_SOURCE} AS binary
 
@@ -56,6 +57,9 @@ FROM ${BINARY_SOURCE} AS binary
 FROM scratch AS runtime
 # Static binary and the CA bundle (only used for `tls_verify: true` upstreams without tls_ca).
 COPY --from=binary /out/ /
+# The embedded route tables' state_dir (set `state_dir: /var/lib/swarmgate` and mount a volume
+# there to keep them), writable by the image's user.
+COPY --from=binary --chown=65534:65534 /out-state/ /
 USER 65534:65534
 EXPOSE 8080 9901
 STOPSIGNAL SIGTERM

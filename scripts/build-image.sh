@@ -28,8 +28,8 @@ if [ "$(docker image inspect -f '{{index .Config.Labels "swarmgate.sha256"}}' "$
     exit 0
 fi
 STAGE=target/image
-rm -rf "$STAGE"
-mkdir -p "$STAGE/etc/ssl/certs"
+rm -rf "$STAGE" "$STAGE-state"
+mkdir -p "$STAGE/etc/ssl/certs" "$STAGE-state/var/lib/swarmgate"
 cp "$BIN" "$STAGE/swarmgate"
 CA=/etc/ssl/certs/ca-certificates.crt
 if [ -f "$CA" ]; then cp "$CA" "$STAGE/etc/ssl/certs/ca-certificates.crt"; fi
@@ -39,7 +39,7 @@ if docker buildx version >/dev/null 2>&1; then
         --label "swarmgate.sha256=$SUM" -t "$IMAGE" . >/dev/null
 else
     {
-        printf 'FROM scratch AS binary\nCOPY target/image/ /out/\n'
+        printf 'FROM scratch AS binary\nCOPY target/image/ /out/\nCOPY target/image-state/ /out-state/\n'
         sed -n '/^FROM scratch AS runtime/,$p' Dockerfile
     } | DOCKER_BUILDKIT=0 docker build --quiet -f - --label "swarmgate.sha256=$SUM" \
         -t "$IMAGE" . >/dev/null

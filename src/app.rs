@@ -187,6 +187,11 @@ pub async fn run(app: Arc<App>) -> Result<(), AppError> {
         accept_tasks.push(tokio::spawn(accept_loop(l, ctx)));
     }
     if let Some(l) = admin {
+        if config.admin_token_file.is_none()
+            && config.admin_listen.is_some_and(|a| !a.ip().is_loopback())
+        {
+            tracing::warn!("admin.listen is not loopback and admin.token_file is not set: POST /api/reload is open to the network");
+        }
         tracing::info!(addr = %l.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), "admin listening");
         tokio::spawn(crate::admin::serve(l, app.clone(), stop_rx.clone()));
     }
@@ -216,6 +221,14 @@ pub async fn run(app: Arc<App>) -> Result<(), AppError> {
             "grace period over; closing remaining connections"
         );
     }
+    // Route tables' last_activity, written back once more.
+    let rt = app.shared.runtime_full();
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in rt.tables() {
+            t.flush();
+        }
+    })
+    .await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -31,6 +31,9 @@ pub struct Metrics {
     pub grpc_responses_total: IntCounterVec,
     pub lingering_closes_total: IntCounterVec,
     pub lingering_bytes_total: IntCounterVec,
+    pub table_lookups_total: IntCounterVec,
+    pub table_entries: IntGaugeVec,
+    pub table_store_up: IntGaugeVec,
     /// Serialises scrapes (gauges are reset and refilled).
     scrape: Mutex<()>,
 }
@@ -174,6 +177,24 @@ impl Metrics {
                 "swarmgate_grpc_responses_total",
                 "gRPC calls answered, by upstream and grpc-status (swarmgate's own or the server's).",
                 &["upstream", "grpc_status"],
+            ),
+            table_lookups_total: counter(
+                &r,
+                "swarmgate_table_lookups_total",
+                "Route table lookups by table and result (hit = from memory or cache, miss = asked the store, unknown = no such key, error = store unavailable).",
+                &["table", "result"],
+            ),
+            table_entries: gauge(
+                &r,
+                "swarmgate_table_entries",
+                "Route table entries (embedded: all; redis: cached).",
+                &["table"],
+            ),
+            table_store_up: gauge(
+                &r,
+                "swarmgate_table_store_up",
+                "1 when the route table's store answers (redis: the watcher is connected), else 0.",
+                &["table"],
             ),
             registry: r,
             scrape: Mutex::new(()),

@@ -4,6 +4,7 @@
 
 use crate::config::{ClientLimits, Config, RouteTarget};
 use crate::route::gateway::Gateway;
+use crate::route::table::{Table, TableBuildError};
 use crate::tls::TlsError;
 use crate::upstream::{Settings, Upstream};
 use arc_swap::ArcSwap;
@@ -31,6 +32,8 @@ pub enum Target {
     Upstream(Arc<Upstream>),
     /// Target in the request path, checked against an allowlist (`route/gateway`).
     Gateway(Arc<Gateway>),
+    /// Target looked up by the first path segment after the prefix (`route/table`).
+    Table(Arc<Table>),
 }
 
 impl Target {
@@ -40,6 +43,7 @@ impl Target {
             // Named upstreams are reaped through `Runtime::upstreams`.
             Target::Upstream(_) => {}
             Target::Gateway(g) => g.reap(now),
+            Target::Table(t) => t.reap(now),
         }
     }
 }
@@ -51,6 +55,8 @@ pub struct Runtime {
     pub upstreams: Vec<Arc<Upstream>>,
     pub client: ClientLimits,
     pub access_log: bool,
+    /// `admin.token_file`'s token (read at start and reload), when configured.
+    pub admin_token: Option<Arc<str>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +65,13 @@ pub enum BuildError {
     Tls { upstream: String, source: TlsError },
     #[error("routes[{route}].gateway: {source}")]
     GatewayTls { route: usize, source: TlsError },
+    #[error("routes[{route}].table: {source}")]
+    Table {
+        route: usize,
+        source: TableBuildError,
+    },
+    #[error("admin.token_file {path}: {why}")]
+    AdminToken { path: String, why: String },
 }
 
 impl Runtime {
@@ -95,6 +108,32 @@ impl Runtime {
             };
             gateways.push(Some(gw));
         }
+        // Tables are kept likewise; a changed one reuses its store (and cache) by name.
+        let mut tables = Vec::with_capacity(config.routes.len());
+        for (i, r) in config.routes.iter().enumerate() {
+            let RouteTarget::Table(t) = &r.target else {
+                tables.push(None);
+                continue;
+            };
+            let kept = old.and_then(|o| {
+                o.routes.iter().find_map(|route| match &route.target {
+                    Target::Table(live) if live.same(&r.path_prefix, t) => Some(live.clone()),
+                    _ => None,
+                })
+            });
+            let table = match kept {
+                Some(live) => live,
+                None => Arc::new(
+                    Table::new(&r.path_prefix, t, &config.state_dir)
+                        .map_err(|source| BuildError::Table { route: i, source })?,
+                ),
+            };
+            tables.push(Some(table));
+        }
+        let admin_token = match &config.admin_token_file {
+            None => None,
+            Some(path) => Some(read_token(path)?),
+        };
         // Phase 2: apply.
         let mut upstreams = Vec::with_capacity(prepared.len());
         for (u, settings) in prepared {
@@ -111,12 +150,14 @@ impl Runtime {
             .routes
             .iter()
             .zip(gateways)
-            .filter_map(|(r, gateway)| {
+            .zip(tables)
+            .filter_map(|((r, gateway), table)| {
                 let target = match &r.target {
                     RouteTarget::Upstream(name) => {
                         Target::Upstream(upstreams.iter().find(|u| &u.name == name)?.clone())
                     }
                     RouteTarget::Gateway(_) => Target::Gateway(gateway?),
+                    RouteTarget::Table(_) => Target::Table(table?),
                 };
                 Some(Route {
                     path_prefix: r.path_prefix.clone(),
@@ -129,9 +170,26 @@ impl Runtime {
         Ok(Runtime {
             client: config.client.clone(),
             access_log: config.access_log,
+            admin_token,
             config,
             routes,
             upstreams,
+        })
+    }
+
+    /// The live table route named `name`.
+    pub fn table(&self, name: &str) -> Option<&Arc<Table>> {
+        self.routes.iter().find_map(|r| match &r.target {
+            Target::Table(t) if t.name() == name => Some(t),
+            _ => None,
+        })
+    }
+
+    /// Every live table route.
+    pub fn tables(&self) -> impl Iterator<Item = &Arc<Table>> {
+        self.routes.iter().filter_map(|r| match &r.target {
+            Target::Table(t) => Some(t),
+            _ => None,
         })
     }
 
@@ -150,6 +208,20 @@ impl Runtime {
                     .is_none_or(|h| host.is_some_and(|got| got.eq_ignore_ascii_case(h)))
         })
     }
+}
+
+/// Reads a token file: its content without surrounding whitespace, not empty.
+fn read_token(path: &std::path::Path) -> Result<Arc<str>, BuildError> {
+    let err = |why: String| BuildError::AdminToken {
+        path: path.display().to_string(),
+        why,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(err("empty".into()));
+    }
+    Ok(Arc::from(token))
 }
 
 /// State shared by every listener, the admin API and background tasks.

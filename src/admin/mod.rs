@@ -8,10 +8,15 @@
 //! | `GET /healthz`        | 200 while the process runs                                    |
 //! | `GET /readyz`         | 200, or 503 with the reason (shutting down, nothing selectable)|
 //! | `POST /api/reload`    | re-reads the config file (200, or 422 with the error)         |
+//! | `/api/tables/...`     | route tables (`tables.rs`)                                    |
+//!
+//! With `admin.token_file`, every call that changes something (any method but GET) and every
+//! `/api/tables` call needs `Authorization: Bearer <token>` (else 401).
 
 mod api;
 mod rfc3339;
 mod status_page;
+mod tables;
 mod view;
 
 pub use view::{snapshot, ServerView, Snapshot, UpstreamView};
@@ -61,17 +66,19 @@ fn text(status: StatusCode, body: impl Into<String>, ctype: &'static str) -> Res
     r
 }
 
-/// `/readyz`: not shutting down and at least one upstream has a selectable server.
+/// `/readyz`: not shutting down, and at least one upstream has a selectable server or a
+/// route table exists (a table serves even while its Redis is down: see [`degraded`]).
 pub fn readiness(app: &App) -> Result<(), String> {
     if app.shared.is_shutting_down() {
         return Err("shutting down".into());
     }
     let rt = app.shared.runtime();
     let now = Instant::now();
-    let ready = rt.upstreams.iter().any(|u| {
-        let set = u.servers();
-        (0..set.servers.len()).any(|i| set.selectable(i, now))
-    });
+    let ready = rt.tables().next().is_some()
+        || rt.upstreams.iter().any(|u| {
+            let set = u.servers();
+            (0..set.servers.len()).any(|i| set.selectable(i, now))
+        });
     if ready {
         Ok(())
     } else {
@@ -79,8 +86,61 @@ pub fn readiness(app: &App) -> Result<(), String> {
     }
 }
 
+/// What `/readyz` adds while ready: route tables whose store does not answer.
+pub fn degraded(app: &App) -> Vec<String> {
+    app.shared
+        .runtime()
+        .tables()
+        .filter(|t| !t.store().is_up())
+        .map(|t| {
+            format!(
+                "table {}: store unreachable, serving cached entries",
+                t.name()
+            )
+        })
+        .collect()
+}
+
+/// Whether the request carries the admin token (always true without `admin.token_file`).
+/// Compared in constant time.
+fn authorized(req: &Request<Incoming>, app: &App) -> bool {
+    let Some(token) = app.shared.runtime().admin_token.clone() else {
+        return true;
+    };
+    let Some(got) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    else {
+        return false;
+    };
+    let want = token.as_bytes();
+    got.len() == want.len() && got.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
 async fn handle(req: Request<Incoming>, app: Arc<App>) -> Result<Response<ResBody>, Infallible> {
     const PLAIN: &str = "text/plain; charset=utf-8";
+    let tables = req
+        .uri()
+        .path()
+        .strip_prefix("/api/tables/")
+        .map(str::to_owned);
+    if (tables.is_some() || req.method() != Method::GET) && !authorized(&req, &app) {
+        let mut r = text(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: Bearer token required\n",
+            PLAIN,
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Ok(r);
+    }
+    if let Some(rest) = tables {
+        let method = req.method().clone();
+        let (status, body, is_json) = tables::handle(&app, &method, &rest, req.into_body()).await;
+        let ctype = if is_json { "application/json" } else { PLAIN };
+        return Ok(text(status, body, ctype));
+    }
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/") => text(
             StatusCode::OK,
@@ -94,7 +154,18 @@ async fn handle(req: Request<Incoming>, app: Arc<App>) -> Result<Response<ResBod
         ),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n", PLAIN),
         (&Method::GET, "/readyz") => match readiness(&app) {
-            Ok(()) => text(StatusCode::OK, "ready\n", PLAIN),
+            Ok(()) => {
+                let notes = degraded(&app);
+                if notes.is_empty() {
+                    text(StatusCode::OK, "ready\n", PLAIN)
+                } else {
+                    text(
+                        StatusCode::OK,
+                        format!("ready (degraded: {})\n", notes.join("; ")),
+                        PLAIN,
+                    )
+                }
+            }
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not ready: {why}\n"),

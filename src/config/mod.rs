@@ -6,11 +6,13 @@ pub mod agent;
 mod error;
 pub mod gateway;
 pub mod raw;
+pub mod table;
 pub mod units;
 mod validate;
 
 pub use error::ConfigError;
 pub use gateway::{Cidr, GatewayConfig, PortRange};
+pub use table::{RedisUrl, TableConfig, TableStore, TableStoreKind};
 pub use validate::{parse_config, parse_server_address, strip_port};
 
 use std::collections::BTreeMap;
@@ -28,6 +30,11 @@ pub struct Config {
     pub workers: usize,
     /// Admin/metrics listener. Default `127.0.0.1:9901`; `admin: {listen: ""}` disables it.
     pub admin_listen: Option<SocketAddr>,
+    /// `admin.token_file`: the Bearer token every mutating admin call (and the table API)
+    /// needs. Default none; required when the admin listener is not on loopback.
+    pub admin_token_file: Option<PathBuf>,
+    /// `state_dir`: where the embedded route tables live (`tables.redb`). Default `./state`.
+    pub state_dir: PathBuf,
     /// TLS on the proxy listeners (ALPN h2 and http/1.1). Default none (plain HTTP; HTTP/2
     /// with prior knowledge is detected by its preface).
     pub tls: Option<ListenerTls>,
@@ -406,6 +413,8 @@ pub enum RouteTarget {
     Upstream(String),
     /// `gateway`: the target address and port are in the request path (SCOW's proxy gateway).
     Gateway(Box<GatewayConfig>),
+    /// `table`: the target is looked up by the first path segment after the prefix.
+    Table(Box<TableConfig>),
 }
 
 impl Config {

@@ -122,6 +122,7 @@ pub struct RawConfig {
     pub upstreams: BTreeMap<String, RawUpstream>,
     pub routes: Option<Vec<RawRoute>>,
     pub tunnel: Option<RawTunnel>,
+    pub state_dir: Option<String>,
 }
 
 /// `tunnel:` on the hub: where agents connect.
@@ -164,6 +165,7 @@ pub struct RawAgent {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
+    pub token_file: Option<String>,
 }
 
 /// `http2:` settings for both sides' HTTP/2 connections.
@@ -269,6 +271,20 @@ pub struct RawRoute {
     /// Target kinds: exactly one of these.
     pub upstream: Option<String>,
     pub gateway: Option<RawGateway>,
+    pub table: Option<RawTable>,
+}
+
+/// `routes[].table` (route by a key looked up in a table).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTable {
+    /// Required (checked in validate so that the error names the key and line).
+    pub name: Option<String>,
+    pub store: Option<super::TableStoreKind>,
+    pub redis: Option<String>,
+    pub cache_ttl: Option<Dur>,
+    pub allow: Option<Vec<Cidr>>,
+    pub scheme: Option<Scheme>,
 }
 
 /// `routes[].gateway` (SCOW's proxy gateway node).

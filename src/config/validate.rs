@@ -5,6 +5,7 @@ use super::*;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 mod gateway;
+mod table;
 
 /// Default `client_body_buffer_size` and `proxy_buffer_size`: measured on loopback with 1 MiB
 /// uploads and 10 MiB downloads, 256 KiB reads took 25-45 % less CPU per byte than 64 KiB.
@@ -101,7 +102,11 @@ impl Validator<'_> {
                 "needs at least one address".into(),
             ));
         }
-        let admin_listen = match raw.admin.and_then(|a| a.listen) {
+        let (admin_listen_raw, admin_token_file) = match raw.admin {
+            Some(a) => (a.listen, a.token_file),
+            None => (None, None),
+        };
+        let admin_listen = match admin_listen_raw {
             None => Some(DEFAULT_ADMIN),
             Some(s) if s.trim().is_empty() => None,
             Some(s) => Some(s.trim().parse::<SocketAddr>().map_err(|_| {
@@ -113,6 +118,15 @@ impl Validator<'_> {
                 )
             })?),
         };
+        let admin_token_file = admin_token_file
+            .map(|f| f.trim().to_owned())
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from);
+        let state_dir = raw
+            .state_dir
+            .map(|d| d.trim().to_owned())
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| PathBuf::from("./state"), PathBuf::from);
         let tls = raw.tls.map(|t| ListenerTls {
             cert: t.cert.into(),
             key: t.key.into(),
@@ -214,6 +228,46 @@ impl Validator<'_> {
             }
         };
 
+        // Routes may share a table (metrics and the API name it): then with one store.
+        for (i, r) in routes.iter().enumerate() {
+            let RouteTarget::Table(t) = &r.target else {
+                continue;
+            };
+            let clash = routes[..i].iter().any(|o| {
+                matches!(&o.target, RouteTarget::Table(o) if o.name == t.name && o.store != t.store)
+            });
+            if clash {
+                return Err(self.invalid(
+                    format!("routes[{i}].table.name"),
+                    "name",
+                    Some(&t.name),
+                    format!(
+                        "table {:?} is used by an earlier route with another store",
+                        t.name
+                    ),
+                ));
+            }
+        }
+        // A writable route table makes the admin listener a control plane: beyond loopback it
+        // needs the token. Configs without one (the image's built-in config serves /metrics on
+        // 0.0.0.0:9901) only get a warning at start (`app.rs`), so that they keep starting.
+        let writable = routes
+            .iter()
+            .any(|r| matches!(&r.target, RouteTarget::Table(t) if t.store == TableStore::Embedded));
+        if let Some(a) = admin_listen {
+            if !a.ip().is_loopback() && admin_token_file.is_none() && writable {
+                return Err(self.invalid(
+                    "admin.token_file".into(),
+                    "admin",
+                    None,
+                    format!(
+                        "required when admin.listen ({a}) is not a loopback address: \
+                         a file holding the Bearer token for mutating admin calls"
+                    ),
+                ));
+            }
+        }
+
         let tunnel = match raw.tunnel {
             None => None,
             Some(t) => Some(TunnelConfig {
@@ -249,6 +303,8 @@ impl Validator<'_> {
             listen,
             workers: raw.workers.unwrap_or(0),
             admin_listen,
+            admin_token_file,
+            state_dir,
             tls,
             http2,
             client,
@@ -288,35 +344,46 @@ impl Validator<'_> {
                 ));
             }
         }
-        let target = match (r.upstream, r.gateway) {
-            (Some(name), None) => {
-                if upstreams.iter().all(|u| u.name != name) {
-                    return Err(self.invalid(
-                        format!("routes[{i}].upstream"),
-                        "upstream",
-                        Some(&name),
-                        format!("unknown upstream {name:?}"),
-                    ));
-                }
-                RouteTarget::Upstream(name)
-            }
-            (None, Some(g)) => RouteTarget::Gateway(Box::new(self.gateway(i, &path_prefix, g)?)),
-            (Some(_), Some(_)) => {
+        let given: Vec<&str> = [
+            ("upstream", r.upstream.is_some()),
+            ("gateway", r.gateway.is_some()),
+            ("table", r.table.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect();
+        if given.len() > 1 {
+            return Err(self.invalid(
+                format!("routes[{i}]"),
+                given[1],
+                None,
+                format!(
+                    "more than one target: `{}` (a route has exactly one)",
+                    given.join("` and `")
+                ),
+            ));
+        }
+        let target = if let Some(name) = r.upstream {
+            if upstreams.iter().all(|u| u.name != name) {
                 return Err(self.invalid(
-                    format!("routes[{i}]"),
-                    "gateway",
-                    None,
-                    "more than one target: `upstream` and `gateway`".into(),
-                ))
+                    format!("routes[{i}].upstream"),
+                    "upstream",
+                    Some(&name),
+                    format!("unknown upstream {name:?}"),
+                ));
             }
-            (None, None) => {
-                return Err(self.invalid(
-                    format!("routes[{i}]"),
-                    "path_prefix",
-                    Some(&path_prefix),
-                    "needs a target: `upstream` or `gateway`".into(),
-                ))
-            }
+            RouteTarget::Upstream(name)
+        } else if let Some(g) = r.gateway {
+            RouteTarget::Gateway(Box::new(self.gateway(i, &path_prefix, g)?))
+        } else if let Some(t) = r.table {
+            RouteTarget::Table(Box::new(self.table(i, &path_prefix, t)?))
+        } else {
+            return Err(self.invalid(
+                format!("routes[{i}]"),
+                "path_prefix",
+                Some(&path_prefix),
+                "needs a target: `upstream`, `gateway` or `table`".into(),
+            ));
         };
         Ok(RouteConfig {
             path_prefix,

@@ -49,6 +49,22 @@ impl Metrics {
 
     fn refresh(&self, rt: &Runtime) {
         let now = Instant::now();
+        self.table_entries.reset();
+        self.table_store_up.reset();
+        for t in rt.tables() {
+            let name = [t.name()];
+            self.table_entries
+                .with_label_values(&name)
+                .set(i64::try_from(t.store().entries()).unwrap_or(i64::MAX));
+            self.table_store_up
+                .with_label_values(&name)
+                .set(i64::from(t.store().is_up()));
+            for l in crate::route::table::Lookup::ALL {
+                // Every result series exists from the start (rate() needs a first sample).
+                self.table_lookups_total
+                    .with_label_values(&[t.name(), l.label()]);
+            }
+        }
         self.upstream_server_up.reset();
         self.upstream_connections.reset();
         let mut live: HashSet<(&str, &str)> = HashSet::new();

@@ -5,6 +5,7 @@
 use super::body::ResBody;
 use crate::body::BodyError;
 use crate::route::gateway::GatewayError;
+use crate::route::table::TableError;
 use crate::upstream::ConnectError;
 use http::{header, HeaderValue, Response, StatusCode};
 
@@ -46,6 +47,27 @@ pub enum ProxyError {
     /// A target a route refuses to reach (the reason goes in the body).
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// A table route's key that is not in the table.
+    #[error("unknown key")]
+    UnknownKey,
+    /// A table route's store cannot answer and the key is not cached.
+    #[error("route table store unavailable")]
+    StoreUnavailable,
+    /// The request should be repeated at this location (308).
+    #[error("permanent redirect to {0}")]
+    Redirect(String),
+}
+
+impl From<TableError> for ProxyError {
+    fn from(e: TableError) -> Self {
+        match e {
+            TableError::Redirect(loc) => ProxyError::Redirect(loc),
+            TableError::Malformed(why) => ProxyError::BadTarget(why),
+            TableError::UnknownKey => ProxyError::UnknownKey,
+            TableError::Unavailable(_) => ProxyError::StoreUnavailable,
+            TableError::Refused(why) => ProxyError::Forbidden(why),
+        }
+    }
 }
 
 impl From<GatewayError> for ProxyError {
@@ -79,7 +101,11 @@ impl ProxyError {
                 StatusCode::GATEWAY_TIMEOUT
             }
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ShuttingDown | ProxyError::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::UnknownKey => StatusCode::NOT_FOUND,
+            ProxyError::Redirect(_) => StatusCode::PERMANENT_REDIRECT,
         }
     }
 
@@ -94,14 +120,16 @@ impl ProxyError {
             | ProxyError::UpstreamBody
             | ProxyError::Upstream101
             | ProxyError::UpstreamHeadTooLarge
-            | ProxyError::ShuttingDown => code::UNAVAILABLE,
+            | ProxyError::ShuttingDown
+            | ProxyError::StoreUnavailable => code::UNAVAILABLE,
+            ProxyError::UnknownKey => code::NOT_FOUND,
             ProxyError::UpstreamTimeout
             | ProxyError::UpstreamSendTimeout
             | ProxyError::ClientBody(BodyError::ClientTimeout) => code::DEADLINE_EXCEEDED,
             ProxyError::BodyTooLarge | ProxyError::ClientBody(BodyError::TooLarge) => {
                 code::RESOURCE_EXHAUSTED
             }
-            ProxyError::NoRoute => code::UNIMPLEMENTED,
+            ProxyError::NoRoute | ProxyError::Redirect(_) => code::UNIMPLEMENTED,
             ProxyError::BadTarget(_) => code::INVALID_ARGUMENT,
             ProxyError::Forbidden(_) => code::PERMISSION_DENIED,
             ProxyError::BadRequest(_)
@@ -162,6 +190,12 @@ impl ProxyError {
         let mut resp = Response::new(ResBody::full(body));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
+        if let ProxyError::Redirect(loc) = self {
+            // Built from the request's own path and query: always a valid header value.
+            if let Ok(v) = HeaderValue::from_str(loc) {
+                h.insert(header::LOCATION, v);
+            }
+        }
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         if self.closes_connection() {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -17,6 +17,7 @@ pub const TRAILER_FIELDS: &str = "grpc-status, grpc-message, grpc-status-details
 pub mod code {
     pub const INVALID_ARGUMENT: u16 = 3;
     pub const DEADLINE_EXCEEDED: u16 = 4;
+    pub const NOT_FOUND: u16 = 5;
     pub const PERMISSION_DENIED: u16 = 7;
     pub const RESOURCE_EXHAUSTED: u16 = 8;
     pub const UNIMPLEMENTED: u16 = 12;

@@ -155,6 +155,7 @@ async fn proxy(
     let (upstream, uri) = match &route.target {
         Target::Upstream(u) => (u.clone(), origin_form(req.uri())),
         Target::Gateway(g) => g.resolve(req.uri(), cx.shared.own_addrs())?,
+        Target::Table(t) => t.resolve(req.uri(), cx.shared.own_addrs()).await?,
     };
     guard.set_upstream(upstream.clone());
 

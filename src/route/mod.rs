@@ -3,3 +3,4 @@
 //! statuses in `proxy/error.rs`.
 
 pub mod gateway;
+pub mod table;
