@@ -11,7 +11,7 @@ mod validate;
 
 pub use error::ConfigError;
 pub use gateway::{Cidr, GatewayConfig, PortRange};
-pub use validate::{parse_config, parse_server_address, strip_port};
+pub use validate::{parse_config, parse_server_address, strip_port, DEFAULT_DNS_INTERVAL};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,6 +47,10 @@ pub struct Config {
     /// `tunnel:`: the hub listener agents dial into. Default none. Applies at start (a reload
     /// does not rebind it or re-read its token files).
     pub tunnel: Option<TunnelConfig>,
+    /// `resolver`: DNS server (`ip:port`, UDP) used for hostname `servers[].address` and as the
+    /// default of `discovery.dns.resolver`. Default none: the system resolver (`/etc/hosts`,
+    /// `/etc/resolv.conf`).
+    pub resolver: Option<SocketAddr>,
 }
 
 /// The hub side of the reverse tunnel.
@@ -244,6 +248,8 @@ pub struct UpstreamConfig {
     pub servers: Vec<ServerConfig>,
     /// Docker discovery, if configured.
     pub docker: Option<DockerDiscoveryConfig>,
+    /// DNS discovery, if configured (at most one of `docker` and `dns`).
+    pub dns: Option<DnsDiscoveryConfig>,
     /// Active health checks, if configured.
     pub health_check: Option<HealthCheckConfig>,
 }
@@ -329,6 +335,26 @@ pub struct DockerDiscoveryConfig {
     pub max_fails: u32,
     /// Default 10 s.
     pub fail_timeout: Duration,
+}
+
+/// `discovery.dns`: one server per A/AAAA record of a name (swarm's `tasks.<service>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsDiscoveryConfig {
+    /// `name`: the DNS name to resolve. Required.
+    pub name: String,
+    /// `port`: port of every resolved address. Default 1080 (Kuscia's gateway).
+    pub port: u16,
+    /// `interval`: re-resolve period. Default 5 s.
+    pub interval: Duration,
+    /// `weight` of each resolved server. Default 1.
+    pub weight: u32,
+    /// Default 1.
+    pub max_fails: u32,
+    /// Default 10 s.
+    pub fail_timeout: Duration,
+    /// `resolver`: DNS server (`ip:port`, UDP) to ask; default the top-level `resolver`, else
+    /// the system resolver.
+    pub resolver: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]

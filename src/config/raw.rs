@@ -122,6 +122,8 @@ pub struct RawConfig {
     pub upstreams: BTreeMap<String, RawUpstream>,
     pub routes: Option<Vec<RawRoute>>,
     pub tunnel: Option<RawTunnel>,
+    /// DNS server (`ip:port`) for hostnames; default the system resolver.
+    pub resolver: Option<SocketAddr>,
 }
 
 /// `tunnel:` on the hub: where agents connect.
@@ -223,6 +225,20 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawDiscovery {
     pub docker: Option<RawDockerDiscovery>,
+    pub dns: Option<RawDnsDiscovery>,
+}
+
+/// `discovery.dns`: every A/AAAA record of `name`, re-resolved every `interval`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsDiscovery {
+    pub name: String,
+    pub port: Option<u16>,
+    pub interval: Option<Dur>,
+    pub weight: Option<Weight>,
+    pub max_fails: Option<u32>,
+    pub fail_timeout: Option<Dur>,
+    pub resolver: Option<SocketAddr>,
 }
 
 #[derive(Debug, Deserialize)]
