@@ -415,8 +415,11 @@ pub struct HealthCheckConfig {
 /// A route: what it matches (listener, host, path prefix) and the target it yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteConfig {
-    /// Default `/`.
+    /// Default `/`. With `exact`, the whole path (`path:`).
     pub path_prefix: String,
+    /// `path:` was given: the request path must equal `path_prefix` (nginx `location = /x`).
+    /// Default false.
+    pub exact: bool,
     /// Exact Host match (case-insensitive, port ignored). Default any.
     pub host: Option<String>,
     /// `listen`: only requests that arrived on this listener (one of the top-level `listen`

@@ -279,6 +279,8 @@ pub struct RawHealthCheck {
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub path_prefix: Option<String>,
+    /// Exact path (nginx `location = /x`); instead of `path_prefix`.
+    pub path: Option<String>,
     pub host: Option<String>,
     /// One of the top-level `listen` addresses; default every listener.
     pub listen: Option<SocketAddr>,

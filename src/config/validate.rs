@@ -202,6 +202,7 @@ impl Validator<'_> {
             }
             None if upstreams.len() == 1 => vec![RouteConfig {
                 path_prefix: "/".into(),
+                exact: false,
                 host: None,
                 listen: None,
                 target: RouteTarget::Upstream(upstreams[0].name.clone()),
@@ -273,13 +274,33 @@ impl Validator<'_> {
         listen: &[SocketAddr],
         upstreams: &[UpstreamConfig],
     ) -> Result<RouteConfig, ConfigError> {
-        let path_prefix = r.path_prefix.unwrap_or_else(|| "/".into());
+        let exact = r.path.is_some();
+        let (path_key, path_prefix) = match (r.path_prefix, r.path) {
+            (Some(_), Some(p)) => {
+                return Err(self.invalid(
+                    format!("routes[{i}].path"),
+                    "path",
+                    Some(&p),
+                    "`path` (exact) and `path_prefix` exclude each other".into(),
+                ))
+            }
+            (None, Some(p)) => ("path", p),
+            (p, None) => ("path_prefix", p.unwrap_or_else(|| "/".into())),
+        };
         if !path_prefix.starts_with('/') {
             return Err(self.invalid(
-                format!("routes[{i}].path_prefix"),
-                "path_prefix",
+                format!("routes[{i}].{path_key}"),
+                path_key,
                 Some(&path_prefix),
                 "must start with '/'".into(),
+            ));
+        }
+        if exact && r.gateway.is_some() {
+            return Err(self.invalid(
+                format!("routes[{i}].path"),
+                "path",
+                Some(&path_prefix),
+                "a gateway route needs `path_prefix`".into(),
             ));
         }
         if let Some(l) = r.listen {
@@ -324,6 +345,7 @@ impl Validator<'_> {
         };
         Ok(RouteConfig {
             path_prefix,
+            exact,
             host: r.host.map(|h| strip_port(&h).to_ascii_lowercase()),
             listen: r.listen,
             target,
