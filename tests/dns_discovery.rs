@@ -120,9 +120,14 @@ async fn named_at(addr: SocketAddr, name: &'static str) -> Option<Origin> {
 
 /// `/api/upstreams`' first upstream: its server addresses and discovery status.
 async fn servers(admin: SocketAddr) -> (Vec<String>, serde_json::Value) {
+    servers_of(admin, 0).await
+}
+
+/// The same for the `i`th upstream (by name).
+async fn servers_of(admin: SocketAddr, i: usize) -> (Vec<String>, serde_json::Value) {
     let (_, _, body) = get(admin, "/api/upstreams").await;
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let u = &v["upstreams"][0];
+    let u = &v["upstreams"][i];
     let mut list: Vec<String> = u["servers"]
         .as_array()
         .unwrap()
@@ -143,9 +148,14 @@ async fn servers(admin: SocketAddr) -> (Vec<String>, serde_json::Value) {
 
 /// Polls until the live server list equals `want` (10 s at most).
 async fn wait_servers(admin: SocketAddr, want: &[String]) {
+    wait_servers_of(admin, 0, want).await
+}
+
+/// The same for the `i`th upstream.
+async fn wait_servers_of(admin: SocketAddr, i: usize, want: &[String]) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (got, _) = servers(admin).await;
+        let (got, _) = servers_of(admin, i).await;
         if got == want {
             return;
         }
@@ -267,22 +277,36 @@ async fn hostname_server_becomes_one_server_per_address() {
     let (_one, _two, port) = two_origins().await;
     dns.set("replicas.test", &["127.0.0.2", "127.0.0.1"]);
     let p = proxy(&format!(
-        "resolver: '{}'\nupstreams:\n  web:\n    servers: [{{address: 'replicas.test:{port}', weight: 2, max_fails: 3}}]\n",
+        "resolver: '{}'\nupstreams:\n  web:\n    servers: [{{address: 'replicas.test:{port}', weight: 2, max_fails: 3}}]\n\
+         \x20 also:\n    servers: [{{address: 'replicas.test:{port}'}}]\n\
+         routes:\n  - {{path_prefix: /also, upstream: also}}\n  - {{upstream: web}}\n",
         dns.addr
     ))
     .await;
     let admin = p.admin.unwrap();
-    wait_servers(
+    // Upstreams are listed by name: `also` (0), `web` (1).
+    wait_servers_of(
         admin,
+        1,
         &[
             format!("127.0.0.1:{port} w2 dns"),
             format!("127.0.0.2:{port} w2 dns"),
         ],
     )
     .await;
+    // The other upstream naming the same host gets its own servers (with its own parameters).
+    wait_servers_of(
+        admin,
+        0,
+        &[
+            format!("127.0.0.1:{port} w1 dns"),
+            format!("127.0.0.2:{port} w1 dns"),
+        ],
+    )
+    .await;
     let (_, _, body) = get(admin, "/api/upstreams").await;
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    for s in v["upstreams"][0]["servers"].as_array().unwrap() {
+    for s in v["upstreams"][1]["servers"].as_array().unwrap() {
         if s["state"] != "draining" {
             assert_eq!(s["max_fails"], 3, "{s}");
         }

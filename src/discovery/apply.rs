@@ -31,8 +31,8 @@ struct Wanted {
     template: ServerConfig,
 }
 
-/// Every source the config asks for, by key: the upstream name for `discovery`, `servers:ADDR`
-/// (see [`static_key`]) for a hostname static server.
+/// Every source the config asks for, by key: the upstream name for `discovery`,
+/// `UPSTREAM/servers:ADDR` (see [`static_key`]) for a hostname static server.
 fn wanted(config: &Config) -> HashMap<String, Wanted> {
     let mut out = HashMap::new();
     for u in &config.upstreams {
@@ -76,7 +76,7 @@ fn wanted(config: &Config) -> HashMap<String, Wanted> {
                 source: SourceConfig::Dns(dns),
                 template: s.clone(),
             };
-            out.insert(static_key(s), w);
+            out.insert(static_key(&u.name, s), w);
         }
     }
     out

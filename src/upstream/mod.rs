@@ -73,9 +73,10 @@ pub fn is_resolved_static(s: &ServerConfig) -> bool {
     s.address.ip.is_none() && s.via.is_none()
 }
 
-/// The discovery key under which a hostname static server's addresses are published.
-pub fn static_key(s: &ServerConfig) -> String {
-    format!("servers:{}", s.address)
+/// The discovery key under which the addresses of upstream `upstream`'s hostname static
+/// server `s` are published.
+pub fn static_key(upstream: &str, s: &ServerConfig) -> String {
+    format!("{upstream}/servers:{}", s.address)
 }
 
 #[derive(Debug, Default)]
@@ -177,7 +178,9 @@ impl Upstream {
         // A hostname `address` gives way to its resolved addresses once resolved (until then it
         // is dialled by name).
         let statics = m.statics.iter().filter(|s| {
-            !(is_resolved_static(&s.config) && m.discovered.contains_key(&static_key(&s.config)))
+            !(is_resolved_static(&s.config)
+                && m.discovered
+                    .contains_key(&static_key(&self.name, &s.config)))
         });
         for member in statics.chain(m.discovered.values().flatten()) {
             if seen.contains(&&member.config.address) {
