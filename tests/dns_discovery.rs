@@ -262,7 +262,9 @@ async fn unknown_name_keeps_the_last_set() {
     // NXDOMAIN (e.g. every task gone for a moment during an update) is a failure, not "empty".
     dns.records.lock().unwrap().clear();
     let seen = dns.queries();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while dns.queries() < seen + 6 {
+        assert!(std::time::Instant::now() < deadline, "no more queries");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (list, d) = servers(admin).await;
@@ -340,4 +342,12 @@ fn dns_discovery_config_errors() {
     assert_eq!((d.name.as_str(), d.port, d.weight), ("tasks.a", 1080, 1));
     assert_eq!(d.interval, Duration::from_secs(5));
     assert_eq!(d.resolver, None);
+}
+
+#[test]
+fn example_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dns-discovery.yaml");
+    let cfg = swarmgate::config::Config::load(&path).unwrap();
+    let d = cfg.upstreams[0].dns.clone().unwrap();
+    assert_eq!((d.name.as_str(), d.port), ("tasks.kuscia-gateway", 1080));
 }
