@@ -9,6 +9,8 @@ use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use swarmgate::config::{parse_config, RouteTarget};
 
@@ -299,18 +301,26 @@ fn scow_gateway_conf_imports_to_a_gateway_route() {
     assert!(!stderr.contains("proxy_set_header"), "{stderr}");
 }
 
-/// An HTTPS replica (no ALPN, like Kuscia's gateway) answering its name.
-async fn tls_replica(p: &Pki, ip: &str, name: &'static str) -> SocketAddr {
+/// An HTTPS replica (no ALPN, like Kuscia's gateway) answering its name; `accepts` counts TLS
+/// connections.
+async fn tls_replica(
+    p: &Pki,
+    ip: &str,
+    name: &'static str,
+    accepts: Arc<AtomicUsize>,
+) -> SocketAddr {
     let acceptor = tokio_rustls::TlsAcceptor::from(p.server_config(&[]));
     let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
+            let accepts = accepts.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(s).await else {
                     return;
                 };
+                accepts.fetch_add(1, Ordering::SeqCst);
                 let svc = service_fn(move |_req| async move {
                     Ok::<_, std::convert::Infallible>(text(200, name))
                 });
@@ -384,8 +394,9 @@ async fn nginx_and_the_imported_config_serve_the_same() {
         return;
     };
     let pki = pki("import-same-pki");
-    let one = tls_replica(&pki, "127.0.0.2", "one").await;
-    let two = tls_replica(&pki, "127.0.0.1", "two").await;
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let one = tls_replica(&pki, "127.0.0.2", "one", accepts.clone()).await;
+    let two = tls_replica(&pki, "127.0.0.1", "two", accepts.clone()).await;
     let dir = tmpdir("import-same");
     for d in ["logs", "tmp"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -463,9 +474,15 @@ async fn nginx_and_the_imported_config_serve_the_same() {
 
     let want = HashMap::from([((200, "one".to_owned()), 20), ((200, "two".to_owned()), 10)]);
     let from_nginx = distribution(nginx_port, 30).await;
+    let nginx_conns = accepts.swap(0, Ordering::SeqCst);
     let from_swarmgate = distribution(sg_port, 30).await;
+    let swarmgate_conns = accepts.swap(0, Ordering::SeqCst);
     assert_eq!(from_nginx, want, "nginx");
     assert_eq!(from_swarmgate, from_nginx, "swarmgate vs nginx");
+    // The trap the import notes: nginx's `keepalive 32` is unused with this file (one TLS
+    // connection per request); swarmgate keeps one connection per replica.
+    assert_eq!(nginx_conns, 30, "nginx upstream connections");
+    assert_eq!(swarmgate_conns, 2, "swarmgate upstream connections");
 
     let (n, s) = (oversized(nginx_port).await, oversized(sg_port).await);
     assert!(n.starts_with("HTTP/1.1 413"), "nginx: {n}");
