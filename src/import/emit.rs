@@ -84,7 +84,10 @@ pub fn render(c: &ConfigOut) -> String {
             }
             TargetOut::Gateway { clusters, scheme } => {
                 o.push_str("    gateway:\n");
-                o.push_str("      # nginx forwarded to any address the path named: narrow `allow` to the cluster's nodes\n");
+                o.push_str(
+                    "      # nginx forwarded to any address the path named: \
+                     narrow `allow` to the cluster's nodes\n",
+                );
                 o.push_str("      allow: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16']\n");
                 if !clusters.is_empty() {
                     let list: Vec<String> = clusters.iter().map(|c| scalar(c)).collect();

@@ -32,8 +32,9 @@ pub fn nginx(path: &Path) -> Result<Imported, ParseError> {
         path.display()
     ));
     t.out.notes.push(
-        "Always on in swarmgate, whatever nginx said: HTTP/1.1 upstream with keepalive, streaming bodies (no buffering), \
-         hop-by-hop headers removed, X-Forwarded-For / X-Real-IP / X-Forwarded-Proto set, client Host passed, WebSocket upgrades."
+        "Always on in swarmgate, whatever nginx said: HTTP/1.1 upstream with keepalive, \
+         streaming bodies (no buffering), hop-by-hop headers removed, X-Forwarded-For / \
+         X-Real-IP / X-Forwarded-Proto set, client Host passed, WebSocket upgrades."
             .into(),
     );
     if !t.skipped.is_empty() {

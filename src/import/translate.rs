@@ -103,7 +103,8 @@ impl Translator {
                     for e in d.block.as_deref().unwrap_or_default() {
                         self.skip(
                             e,
-                            "no equivalent (swarmgate has no worker connection limit; see max_connections)",
+                            "no equivalent (swarmgate has no worker connection limit; \
+                             see max_connections)",
                         );
                     }
                 }

@@ -6,6 +6,9 @@ use crate::config::units::{parse_duration, parse_size};
 use crate::import::model::scalar;
 use crate::import::parse::Directive;
 
+const RESOLVER_EXTRA: &str =
+    "only the first address is used; swarmgate re-resolves every 5s (no valid=, ipv6=)";
+
 impl Translator {
     /// Directives valid at http, server and location level; false when not one of them.
     pub(super) fn common(&mut self, d: &Directive, ctx: &mut Ctx) -> bool {
@@ -166,7 +169,7 @@ impl Translator {
                 if addr.parse::<std::net::SocketAddr>().is_ok() {
                     self.set_top("resolver", scalar(&addr), d);
                     if d.args.len() > 1 {
-                        self.skip(d, "only the first address is used; swarmgate re-resolves every 5s (no valid=, ipv6=)");
+                        self.skip(d, RESOLVER_EXTRA);
                     }
                 } else {
                     self.skip(d, "swarmgate needs an IP address as resolver");

@@ -5,6 +5,9 @@ use super::{Ctx, ServerBlock, Translator};
 use crate::import::model::{RouteOut, ServerOut, TargetOut, UpstreamOut, Val};
 use crate::import::parse::Directive;
 
+const REGEX_LOCATION: &str = "only SCOW's proxy gateway locations are translated";
+const URI_PART: &str = "swarmgate forwards the request path unchanged";
+
 impl Translator {
     /// Turns the servers' locations into routes (in nginx's matching order) and fills in the
     /// upstreams they use.
@@ -41,7 +44,8 @@ impl Translator {
                 };
                 if hosts.is_empty() {
                     self.skipped.push(format!(
-                        "{}: server_name: only exact names are translated; this server's routes are left out",
+                        "{}: server_name: only exact names are translated; \
+                         this server's routes are left out",
                         sb.at
                     ));
                 }
@@ -151,7 +155,9 @@ impl Translator {
                 Some((prefix, clusters)) => {
                     if first_listen {
                         self.skipped.push(format!(
-                            "{}: location: nginx forwarded to any address the path named; the gateway route allows the private ranges only: narrow `allow` to the cluster's nodes",
+                            "{}: location: nginx forwarded to any address the path named; \
+                             the gateway route allows the private ranges only: \
+                             narrow `allow` to the cluster's nodes",
                             d.at()
                         ));
                     }
@@ -166,7 +172,7 @@ impl Translator {
                 }
                 None => {
                     if first_listen {
-                        self.skip(d, format!("regex location {uri}: only SCOW's proxy gateway locations are translated"));
+                        self.skip(d, format!("regex location {uri}: {REGEX_LOCATION}"));
                     }
                     None
                 }
@@ -197,7 +203,7 @@ impl Translator {
         };
         if let Some(p) = path {
             if p != uri && first_listen {
-                self.skip(pass, format!("URI part {p} not translated: swarmgate forwards the request path unchanged"));
+                self.skip(pass, format!("URI part {p} not translated: {URI_PART}"));
             }
         }
         let name = if self
@@ -277,7 +283,8 @@ impl Translator {
         if let Some((old, at)) = self.uses.get(name) {
             if *old != scheme {
                 conflicts.push(format!(
-                    "upstream {name} is used with {old}:// at {at}; swarmgate has one scheme per upstream"
+                    "upstream {name} is used with {old}:// at {at}; \
+                     swarmgate has one scheme per upstream"
                 ));
             }
         } else {
@@ -325,14 +332,18 @@ impl Translator {
                     "without `proxy_http_version 1.1` nginx speaks HTTP/1.0 upstream".to_owned()
                 } else if ctx.outer_connection_cleared {
                     format!(
-                        "the `proxy_set_header` at {} discards the inherited `proxy_set_header Connection \"\"` (a level with any proxy_set_header inherits none)",
+                        "the `proxy_set_header` at {} discards the inherited \
+                         `proxy_set_header Connection \"\"` \
+                         (a level with any proxy_set_header inherits none)",
                         ctx.headers_at.clone().unwrap_or_default()
                     )
                 } else {
                     "no `proxy_set_header Connection \"\"` is in effect".to_owned()
                 };
                 let note = format!(
-                    "nginx trap (location at {}): `keepalive {k}` was unused there: {why}, so nginx sent `Connection: close` and opened one upstream connection per request. Here keepalive is on: idle connections are reused.",
+                    "nginx trap (location at {}): `keepalive {k}` was unused there: {why}, \
+                     so nginx sent `Connection: close` and opened one upstream connection per \
+                     request. Here keepalive is on: idle connections are reused.",
                     pass.at()
                 );
                 if !u.notes.contains(&note) {
