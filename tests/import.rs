@@ -82,11 +82,15 @@ fn kuscia_conf_imports_to_a_config_check_accepts() {
     assert_eq!(cfg.routes.len(), 1);
     assert_eq!(cfg.routes[0].path_prefix, "/");
     // The trap is noted: the location's proxy_set_header (line 49) drops `Connection ""`.
-    let trap = yaml
-        .lines()
-        .find(|l| l.contains("nginx trap"))
+    let start = yaml
+        .find("# nginx trap")
         .unwrap_or_else(|| panic!("no trap note:\n{yaml}"));
-    assert!(trap.trim_start().starts_with('#'), "{trap}");
+    let lines: Vec<&str> = yaml[start..]
+        .lines()
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .map(|l| l.trim_start().trim_start_matches('#').trim())
+        .collect();
+    let trap = lines.join(" ");
     assert!(trap.contains(&format!("{file}:49")), "{trap}");
     assert!(trap.contains("Connection: close"), "{trap}");
     assert!(trap.contains("keepalive is on"), "{trap}");

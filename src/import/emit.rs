@@ -11,11 +11,32 @@ fn comment(c: &str) -> String {
     }
 }
 
+/// `text` in lines of at most `width` characters (a longer word gets a line of its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push(line);
+    }
+    out
+}
+
 /// The YAML document.
 pub fn render(c: &ConfigOut) -> String {
     let mut o = String::new();
     for n in &c.notes {
-        let _ = writeln!(o, "# {n}");
+        for line in wrap(n, 98) {
+            let _ = writeln!(o, "# {line}");
+        }
     }
     match c.listen.as_slice() {
         [] => {}
@@ -38,7 +59,9 @@ pub fn render(c: &ConfigOut) -> String {
     }
     for u in &c.upstreams {
         for n in &u.notes {
-            let _ = writeln!(o, "  # {n}");
+            for line in wrap(n, 96) {
+                let _ = writeln!(o, "  # {line}");
+            }
         }
         let _ = writeln!(o, "  {}:{}", scalar(&u.name), comment(&u.at));
         for (k, v) in &u.keys {
