@@ -351,3 +351,74 @@ fn example_config_is_valid() {
     let d = cfg.upstreams[0].dns.clone().unwrap();
     assert_eq!((d.name.as_str(), d.port), ("tasks.kuscia-gateway", 1080));
 }
+
+/// An HTTPS origin on exactly `addr` answering `name`, or `None` when the address is taken.
+async fn tls_origin_on(
+    p: &Pki,
+    addr: SocketAddr,
+    name: &'static str,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(p.server_config(&[]));
+    let listener = tokio::net::TcpListener::bind(addr).await.ok()?;
+    Some(tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |_req| async move {
+                    Ok::<_, std::convert::Infallible>(text(200, name))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    }))
+}
+
+/// A hostname server over verified TLS: each resolved address is dialled, and the certificate
+/// is still checked against the name (not the address).
+#[tokio::test]
+async fn hostname_server_keeps_its_tls_name() {
+    let dns = Dns::start().await;
+    // The certificate names only replicas.test: verifying against 127.0.0.x would fail.
+    let pki = pki_for("dns-tls", &["replicas.test"]);
+    let (a, b, port) = loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let Some(a) = tls_origin_on(&pki, SocketAddr::from(([127, 0, 0, 1], port)), "one").await
+        else {
+            continue;
+        };
+        match tls_origin_on(&pki, SocketAddr::from(([127, 0, 0, 2], port)), "two").await {
+            Some(b) => break (a, b, port),
+            None => a.abort(),
+        }
+    };
+    dns.set("replicas.test", &["127.0.0.1", "127.0.0.2"]);
+    let ca = pki.dir.join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let p = proxy(&format!(
+        "resolver: '{}'\nupstreams:\n  web:\n    scheme: https\n    tls_ca: '{}'\n    servers: [{{address: 'replicas.test:{port}'}}]\n",
+        dns.addr,
+        ca.display()
+    ))
+    .await;
+    wait_servers(
+        p.admin.unwrap(),
+        &[
+            format!("127.0.0.1:{port} w1 dns"),
+            format!("127.0.0.2:{port} w1 dns"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        spread(p.addr, 4).await,
+        HashMap::from([("one".into(), 2), ("two".into(), 2)])
+    );
+    a.abort();
+    b.abort();
+}

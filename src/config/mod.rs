@@ -259,7 +259,8 @@ pub struct UpstreamConfig {
 pub struct ServerAddress {
     pub host: String,
     pub port: u16,
-    /// Set when `host` is an IP literal (no resolution needed).
+    /// Set when `host` is an IP literal (no resolution needed), or when `host` is a name that
+    /// was resolved to this address (one server per address: the name stays the TLS name).
     pub ip: Option<IpAddr>,
 }
 
@@ -275,9 +276,11 @@ impl ServerAddress {
 
 impl fmt::Display for ServerAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A resolved hostname (`host` a name, `ip` one of its addresses) shows its address.
         match self.ip {
             Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
-            _ => write!(f, "{}:{}", self.host, self.port),
+            Some(IpAddr::V4(ip)) => write!(f, "{ip}:{}", self.port),
+            None => write!(f, "{}:{}", self.host, self.port),
         }
     }
 }

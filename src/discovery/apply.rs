@@ -191,7 +191,7 @@ async fn apply_loop(
             match by_upstream.get_mut(target) {
                 Some(list) => list.push(Member {
                     config: ServerConfig {
-                        address: ServerAddress::from_socket(b.addr),
+                        address: address(&w.template.address, b.addr),
                         weight: b.weight.unwrap_or(w.template.weight).max(1),
                         ..w.template.clone()
                     },
@@ -209,5 +209,18 @@ async fn apply_loop(
         if rx.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// The address of a discovered backend: for a hostname static server, the name with the
+/// resolved IP (TLS still names and verifies the host), else the bare socket address.
+fn address(template: &ServerAddress, addr: std::net::SocketAddr) -> ServerAddress {
+    match template.ip {
+        None => ServerAddress {
+            host: template.host.clone(),
+            port: addr.port(),
+            ip: Some(addr.ip()),
+        },
+        Some(_) => ServerAddress::from_socket(addr),
     }
 }
