@@ -1,7 +1,7 @@
 //! Command line (clap). `swarmgate [--config PATH]` runs; `swarmgate check --config PATH`
 //! validates like `nginx -t`; `swarmgate healthcheck` probes the admin `/healthz` (for a
 //! Docker HEALTHCHECK in an image without curl); `swarmgate agent --config agent.yaml` runs
-//! the reverse-tunnel agent.
+//! the reverse-tunnel agent; `swarmgate import nginx PATH` translates an nginx.conf.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -49,6 +49,21 @@ pub enum Command {
     },
     /// Run the reverse-tunnel agent (`--config` names the agent file with `agent:`).
     Agent,
+    /// Translate another proxy's configuration: prints swarmgate YAML on stdout and lists
+    /// what it could not translate on stderr (`file:line: directive: reason`).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// An nginx.conf (with its includes).
+    Nginx {
+        /// The main nginx configuration file.
+        path: PathBuf,
+    },
 }
 
 impl Cli {

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod health;
+pub mod import;
 pub mod metrics;
 pub mod proxy;
 pub mod route;

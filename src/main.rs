@@ -1,6 +1,6 @@
 use anyhow::Context;
 use clap::Parser;
-use swarmgate::cli::{Cli, Command, LogFormat, BUILTIN_CONFIG};
+use swarmgate::cli::{Cli, Command, ImportFrom, LogFormat, BUILTIN_CONFIG};
 use swarmgate::config::{parse_config, Config};
 
 fn init_logging(format: LogFormat) {
@@ -53,6 +53,16 @@ fn main() -> anyhow::Result<()> {
                 },
             };
             return healthcheck(&addr);
+        }
+        Some(Command::Import {
+            from: ImportFrom::Nginx { path },
+        }) => {
+            let out = swarmgate::import::nginx(path)?;
+            print!("{}", out.yaml);
+            for line in &out.skipped {
+                eprintln!("{line}");
+            }
+            return Ok(());
         }
         Some(Command::Agent) => {
             init_logging(cli.log_format);

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     pub bytes_total: IntCounterVec,
     pub discovery_up: IntGaugeVec,
+    pub discovery_errors_total: IntCounterVec,
     pub config_reloads_total: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub tunnel_agents: IntGaugeVec,
@@ -123,6 +124,12 @@ impl Metrics {
                 "swarmgate_discovery_up",
                 "1 when the upstream's discovery source answers, else 0.",
                 &["upstream"],
+            ),
+            discovery_errors_total: counter(
+                &r,
+                "swarmgate_discovery_errors_total",
+                "Failed discovery attempts (the last known set is kept), by source (dns).",
+                &["source"],
             ),
             config_reloads_total: counter(
                 &r,

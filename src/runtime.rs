@@ -17,6 +17,8 @@ use std::time::Instant;
 #[derive(Debug)]
 pub struct Route {
     pub path_prefix: String,
+    /// The path must equal `path_prefix` (route key `path`).
+    pub exact: bool,
     pub host: Option<String>,
     /// The listener (as configured) it is limited to; `None` = every listener.
     pub listen: Option<SocketAddr>,
@@ -161,6 +163,7 @@ impl Runtime {
                 };
                 Some(Route {
                     path_prefix: r.path_prefix.clone(),
+                    exact: r.exact,
                     host: r.host.clone(),
                     listen: r.listen,
                     target,
@@ -201,8 +204,11 @@ impl Runtime {
     /// the configured address of the listener the request arrived on.
     pub fn route(&self, listener: SocketAddr, host: Option<&str>, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| {
-            path.starts_with(r.path_prefix.as_str())
-                && r.listen.is_none_or(|l| l == listener)
+            (if r.exact {
+                path == r.path_prefix
+            } else {
+                path.starts_with(r.path_prefix.as_str())
+            }) && r.listen.is_none_or(|l| l == listener)
                 && r.host
                     .as_deref()
                     .is_none_or(|h| host.is_some_and(|got| got.eq_ignore_ascii_case(h)))

@@ -67,7 +67,7 @@ fn live(p: &Proxy, upstream: &str) -> BTreeSet<String> {
         .iter()
         .filter_map(|s| match &s.source {
             Source::Docker(n) => Some(n.clone()),
-            Source::Static => None,
+            Source::Static | Source::Dns(_) => None,
         })
         .collect()
 }

@@ -74,3 +74,32 @@ fn route_needs_a_target() {
     );
     assert!(e.contains("line 5"), "{e}");
 }
+
+/// `path`: an exact match (nginx `location = /x`), tried in order with the prefixes.
+#[tokio::test]
+async fn exact_path_route() {
+    let exact = named("exact").await;
+    let rest = named("rest").await;
+    let p = proxy(&format!(
+        "upstreams:\n  exact:\n    servers: [{{address: '{}'}}]\n  rest:\n    servers: [{{address: '{}'}}]\n\
+         routes:\n  - {{path: /healthz, upstream: exact}}\n  - {{path_prefix: /, upstream: rest}}\n",
+        exact.addr, rest.addr
+    ))
+    .await;
+    for (path, want) in [
+        ("/healthz", "exact"),
+        ("/healthz?probe=1", "exact"),
+        ("/healthz/x", "rest"),
+        ("/healthzz", "rest"),
+    ] {
+        let (s, _, b) = get(p.addr, path).await;
+        assert_eq!((s.as_u16(), &b[..]), (200, want.as_bytes()), "{path}");
+    }
+    let e = match swarmgate::config::parse_config(
+        "upstreams:\n  a:\n    servers: [{address: 127.0.0.1:1}]\nroutes:\n  - {path: /x, path_prefix: /x, upstream: a}\n",
+    ) {
+        Ok(_) => panic!("accepted path and path_prefix together"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("routes[0].path"), "{e}");
+}

@@ -198,11 +198,11 @@ fn upstream_card(out: &mut String, u: &UpstreamView) {
     sub.push(format!("when all down: {}", u.when_all_down));
     let discovery = match &u.discovery {
         Some(d) if d.up => format!(
-            "<span class=\"badge ok\">docker discovery up · {} found</span>",
+            "<span class=\"badge ok\">discovery up · {} found</span>",
             d.backends
         ),
         Some(d) => format!(
-            "<span class=\"badge err\" title=\"{}\">docker discovery down</span>",
+            "<span class=\"badge err\" title=\"{}\">discovery down</span>",
             esc(d.error.as_deref().unwrap_or(""))
         ),
         None => String::new(),

@@ -23,7 +23,7 @@ pub struct UpstreamView {
     pub healthy_servers: usize,
     pub servers: Vec<ServerView>,
     pub health_check: Option<CheckView>,
-    /// Docker discovery status; `null` without discovery.
+    /// Discovery status (`kind` docker or dns); `null` without discovery.
     pub discovery: Option<DiscoveryView>,
 }
 
@@ -142,6 +142,7 @@ pub fn snapshot(app: &App) -> Snapshot {
                         address: s.label.clone(),
                         name: match &s.source {
                             crate::upstream::Source::Docker(n) => Some(n.clone()),
+                            crate::upstream::Source::Dns(n) => Some(n.clone()),
                             crate::upstream::Source::Static => None,
                         },
                         weight: s.config.weight,
@@ -204,7 +205,7 @@ pub fn snapshot(app: &App) -> Snapshot {
                     fall: h.fall,
                 }),
                 discovery: discovery.get(&u.name).map(|d| DiscoveryView {
-                    kind: "docker",
+                    kind: if cfg.dns.is_some() { "dns" } else { "docker" },
                     up: d.up,
                     error: d.error.clone(),
                     backends: d.backends.len(),

@@ -55,6 +55,7 @@ impl GatewayConfig {
             when_all_down: WhenAllDown::Fail,
             servers: Vec::new(),
             docker: None,
+            dns: None,
             health_check: None,
             protocol: super::Protocol::Http1,
             http2: super::Http2Settings::default(),

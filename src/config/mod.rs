@@ -13,7 +13,7 @@ mod validate;
 pub use error::ConfigError;
 pub use gateway::{Cidr, GatewayConfig, PortRange};
 pub use table::{RedisUrl, TableConfig, TableStore, TableStoreKind};
-pub use validate::{parse_config, parse_server_address, strip_port};
+pub use validate::{parse_config, parse_server_address, strip_port, DEFAULT_DNS_INTERVAL};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -54,6 +54,10 @@ pub struct Config {
     /// `tunnel:`: the hub listener agents dial into. Default none. Applies at start (a reload
     /// does not rebind it or re-read its token files).
     pub tunnel: Option<TunnelConfig>,
+    /// `resolver`: DNS server (`ip:port`, UDP) used for hostname `servers[].address` and as the
+    /// default of `discovery.dns.resolver`. Default none: the system resolver (`/etc/hosts`,
+    /// `/etc/resolv.conf`).
+    pub resolver: Option<SocketAddr>,
 }
 
 /// The hub side of the reverse tunnel.
@@ -251,6 +255,8 @@ pub struct UpstreamConfig {
     pub servers: Vec<ServerConfig>,
     /// Docker discovery, if configured.
     pub docker: Option<DockerDiscoveryConfig>,
+    /// DNS discovery, if configured (at most one of `docker` and `dns`).
+    pub dns: Option<DnsDiscoveryConfig>,
     /// Active health checks, if configured.
     pub health_check: Option<HealthCheckConfig>,
 }
@@ -260,7 +266,8 @@ pub struct UpstreamConfig {
 pub struct ServerAddress {
     pub host: String,
     pub port: u16,
-    /// Set when `host` is an IP literal (no resolution needed).
+    /// Set when `host` is an IP literal (no resolution needed), or when `host` is a name that
+    /// was resolved to this address (one server per address: the name stays the TLS name).
     pub ip: Option<IpAddr>,
 }
 
@@ -276,9 +283,11 @@ impl ServerAddress {
 
 impl fmt::Display for ServerAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A resolved hostname (`host` a name, `ip` one of its addresses) shows its address.
         match self.ip {
             Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
-            _ => write!(f, "{}:{}", self.host, self.port),
+            Some(IpAddr::V4(ip)) => write!(f, "{ip}:{}", self.port),
+            None => write!(f, "{}:{}", self.host, self.port),
         }
     }
 }
@@ -336,6 +345,26 @@ pub struct DockerDiscoveryConfig {
     pub max_fails: u32,
     /// Default 10 s.
     pub fail_timeout: Duration,
+}
+
+/// `discovery.dns`: one server per A/AAAA record of a name (swarm's `tasks.<service>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsDiscoveryConfig {
+    /// `name`: the DNS name to resolve. Required.
+    pub name: String,
+    /// `port`: port of every resolved address. Default 1080 (Kuscia's gateway).
+    pub port: u16,
+    /// `interval`: re-resolve period. Default 5 s.
+    pub interval: Duration,
+    /// `weight` of each resolved server. Default 1.
+    pub weight: u32,
+    /// Default 1.
+    pub max_fails: u32,
+    /// Default 10 s.
+    pub fail_timeout: Duration,
+    /// `resolver`: DNS server (`ip:port`, UDP) to ask; default the top-level `resolver`, else
+    /// the system resolver.
+    pub resolver: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -396,8 +425,11 @@ pub struct HealthCheckConfig {
 /// A route: what it matches (listener, host, path prefix) and the target it yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteConfig {
-    /// Default `/`.
+    /// Default `/`. With `exact`, the whole path (`path:`).
     pub path_prefix: String,
+    /// `path:` was given: the request path must equal `path_prefix` (nginx `location = /x`).
+    /// Default false.
+    pub exact: bool,
     /// Exact Host match (case-insensitive, port ignored). Default any.
     pub host: Option<String>,
     /// `listen`: only requests that arrived on this listener (one of the top-level `listen`

@@ -123,6 +123,8 @@ pub struct RawConfig {
     pub routes: Option<Vec<RawRoute>>,
     pub tunnel: Option<RawTunnel>,
     pub state_dir: Option<String>,
+    /// DNS server (`ip:port`) for hostnames; default the system resolver.
+    pub resolver: Option<SocketAddr>,
 }
 
 /// `tunnel:` on the hub: where agents connect.
@@ -225,6 +227,20 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawDiscovery {
     pub docker: Option<RawDockerDiscovery>,
+    pub dns: Option<RawDnsDiscovery>,
+}
+
+/// `discovery.dns`: every A/AAAA record of `name`, re-resolved every `interval`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsDiscovery {
+    pub name: String,
+    pub port: Option<u16>,
+    pub interval: Option<Dur>,
+    pub weight: Option<Weight>,
+    pub max_fails: Option<u32>,
+    pub fail_timeout: Option<Dur>,
+    pub resolver: Option<SocketAddr>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,6 +281,8 @@ pub struct RawHealthCheck {
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub path_prefix: Option<String>,
+    /// Exact path (nginx `location = /x`); instead of `path_prefix`.
+    pub path: Option<String>,
     pub host: Option<String>,
     /// One of the top-level `listen` addresses; default every listener.
     pub listen: Option<SocketAddr>,

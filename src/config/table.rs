@@ -114,6 +114,7 @@ impl TableConfig {
             when_all_down: WhenAllDown::Fail,
             servers: Vec::new(),
             docker: None,
+            dns: None,
             health_check: None,
             protocol: super::Protocol::Http1,
             http2: super::Http2Settings::default(),

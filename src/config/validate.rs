@@ -1,6 +1,9 @@
 //! Raw YAML → validated [`Config`]: defaults, ranges and cross-references.
 
-use super::raw::{RawConfig, RawDockerDiscovery, RawHealthCheck, RawRoute, RawServer, RawUpstream};
+use super::raw::{
+    RawConfig, RawDnsDiscovery, RawDockerDiscovery, RawHealthCheck, RawRoute, RawServer,
+    RawUpstream,
+};
 use super::*;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -200,7 +203,7 @@ impl Validator<'_> {
         let http2 = self.http2(raw.http2.unwrap_or_default(), &client)?;
         let mut upstreams = Vec::with_capacity(raw.upstreams.len());
         for (name, u) in raw.upstreams {
-            upstreams.push(self.upstream(name, u, http2)?);
+            upstreams.push(self.upstream(name, u, http2, raw.resolver)?);
         }
 
         let routes = match raw.routes {
@@ -213,6 +216,7 @@ impl Validator<'_> {
             }
             None if upstreams.len() == 1 => vec![RouteConfig {
                 path_prefix: "/".into(),
+                exact: false,
                 host: None,
                 listen: None,
                 target: RouteTarget::Upstream(upstreams[0].name.clone()),
@@ -299,6 +303,7 @@ impl Validator<'_> {
         }
 
         Ok(Config {
+            resolver: raw.resolver,
             tunnel,
             listen,
             workers: raw.workers.unwrap_or(0),
@@ -325,13 +330,40 @@ impl Validator<'_> {
         listen: &[SocketAddr],
         upstreams: &[UpstreamConfig],
     ) -> Result<RouteConfig, ConfigError> {
-        let path_prefix = r.path_prefix.unwrap_or_else(|| "/".into());
+        let exact = r.path.is_some();
+        let (path_key, path_prefix) = match (r.path_prefix, r.path) {
+            (Some(_), Some(p)) => {
+                return Err(self.invalid(
+                    format!("routes[{i}].path"),
+                    "path",
+                    Some(&p),
+                    "`path` (exact) and `path_prefix` exclude each other".into(),
+                ))
+            }
+            (None, Some(p)) => ("path", p),
+            (p, None) => ("path_prefix", p.unwrap_or_else(|| "/".into())),
+        };
         if !path_prefix.starts_with('/') {
             return Err(self.invalid(
-                format!("routes[{i}].path_prefix"),
-                "path_prefix",
+                format!("routes[{i}].{path_key}"),
+                path_key,
                 Some(&path_prefix),
                 "must start with '/'".into(),
+            ));
+        }
+        if exact && (r.gateway.is_some() || r.table.is_some()) {
+            let kind = if r.gateway.is_some() {
+                "gateway"
+            } else {
+                "table"
+            };
+            return Err(self.invalid(
+                format!("routes[{i}].path"),
+                "path",
+                Some(&path_prefix),
+                format!(
+                    "a {kind} route needs `path_prefix` (its target is in the rest of the path)"
+                ),
             ));
         }
         if let Some(l) = r.listen {
@@ -387,6 +419,7 @@ impl Validator<'_> {
         };
         Ok(RouteConfig {
             path_prefix,
+            exact,
             host: r.host.map(|h| strip_port(&h).to_ascii_lowercase()),
             listen: r.listen,
             target,
@@ -466,6 +499,7 @@ impl Validator<'_> {
         name: String,
         u: RawUpstream,
         http2: Http2Settings,
+        resolver: Option<SocketAddr>,
     ) -> Result<UpstreamConfig, ConfigError> {
         let key = |k: &str| format!("upstreams.{name}.{k}");
         let scheme = u.scheme.unwrap_or(Scheme::Http);
@@ -520,15 +554,29 @@ impl Validator<'_> {
             }
         }
         let servers: Vec<ServerConfig> = u.servers.into_iter().map(server).collect();
-        let docker = u
-            .discovery
-            .and_then(|d| d.docker)
-            .map(docker)
+        let (docker, dns) = match u.discovery {
+            Some(d) => (d.docker, d.dns),
+            None => (None, None),
+        };
+        if docker.is_some() && dns.is_some() {
+            return Err(self.invalid(
+                key("discovery"),
+                "dns",
+                None,
+                "one discovery source per upstream: `docker` or `dns`".into(),
+            ));
+        }
+        let dns = dns
+            .map(|d| dns_discovery(d, resolver))
+            .transpose()
+            .map_err(|(k, msg)| self.invalid(key(&format!("discovery.dns.{k}")), k, None, msg))?;
+        let docker = docker
+            .map(docker_discovery)
             .transpose()
             .map_err(|(k, msg)| {
                 self.invalid(key(&format!("discovery.docker.{k}")), k, None, msg)
             })?;
-        if servers.is_empty() && docker.is_none() {
+        if servers.is_empty() && docker.is_none() && dns.is_none() {
             return Err(self.invalid(
                 format!("upstreams.{name}"),
                 &name,
@@ -608,6 +656,7 @@ impl Validator<'_> {
             when_all_down: u.when_all_down.unwrap_or(WhenAllDown::Fail),
             servers,
             docker,
+            dns,
             health_check,
             name,
         })
@@ -626,7 +675,9 @@ fn server(s: RawServer) -> ServerConfig {
     }
 }
 
-fn docker(d: RawDockerDiscovery) -> Result<DockerDiscoveryConfig, (&'static str, String)> {
+fn docker_discovery(
+    d: RawDockerDiscovery,
+) -> Result<DockerDiscoveryConfig, (&'static str, String)> {
     if let Some(re) = &d.name {
         regex::Regex::new(re).map_err(|e| ("name", format!("invalid regex: {e}")))?;
     }
@@ -654,6 +705,43 @@ fn docker(d: RawDockerDiscovery) -> Result<DockerDiscoveryConfig, (&'static str,
         weight: d.weight.map_or(1, |w| w.0),
         max_fails: d.max_fails.unwrap_or(1),
         fail_timeout: d.fail_timeout.map_or(Duration::from_secs(10), |d| d.0),
+    })
+}
+
+/// Default `discovery.dns.interval`.
+pub const DEFAULT_DNS_INTERVAL: Duration = Duration::from_secs(5);
+
+fn dns_discovery(
+    d: RawDnsDiscovery,
+    resolver: Option<SocketAddr>,
+) -> Result<DnsDiscoveryConfig, (&'static str, String)> {
+    let name = d.name.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if !valid {
+        return Err(("name", format!("invalid DNS name {:?}", d.name)));
+    }
+    let interval = d.interval.map_or(DEFAULT_DNS_INTERVAL, |i| i.0);
+    if interval.is_zero() {
+        return Err(("interval", "must be greater than 0".into()));
+    }
+    if d.port == Some(0) {
+        return Err(("port", "must be between 1 and 65535".into()));
+    }
+    Ok(DnsDiscoveryConfig {
+        name,
+        port: d.port.unwrap_or(1080),
+        interval,
+        weight: d.weight.map_or(1, |w| w.0),
+        max_fails: d.max_fails.unwrap_or(1),
+        fail_timeout: d.fail_timeout.map_or(Duration::from_secs(10), |d| d.0),
+        resolver: d.resolver.or(resolver),
     })
 }
 

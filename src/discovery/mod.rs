@@ -4,6 +4,8 @@
 //! live server sets.
 
 mod apply;
+pub mod dns;
+pub mod dns_wire;
 pub mod docker;
 pub mod docker_filter;
 

@@ -92,6 +92,7 @@ impl DynamicUpstreams {
             via: None,
         }];
         config.docker = None;
+        config.dns = None;
         config.health_check = None;
         let settings = Settings {
             config: config.clone(),

@@ -67,6 +67,18 @@ pub struct Member {
     pub source: Source,
 }
 
+/// Whether a static server is expanded into one server per resolved address: a hostname,
+/// not dialled through a tunnel agent (the agent resolves it).
+pub fn is_resolved_static(s: &ServerConfig) -> bool {
+    s.address.ip.is_none() && s.via.is_none()
+}
+
+/// The discovery key under which the addresses of upstream `upstream`'s hostname static
+/// server `s` are published.
+pub fn static_key(upstream: &str, s: &ServerConfig) -> String {
+    format!("{upstream}/servers:{}", s.address)
+}
+
 #[derive(Debug, Default)]
 struct Members {
     statics: Vec<Member>,
@@ -163,7 +175,14 @@ impl Upstream {
         let initial = self.settings.load().initial_health();
         let mut servers: Vec<Arc<Server>> = Vec::with_capacity(old.servers.len() + 1);
         let mut seen: Vec<&ServerAddress> = Vec::new();
-        for member in m.statics.iter().chain(m.discovered.values().flatten()) {
+        // A hostname `address` gives way to its resolved addresses once resolved (until then it
+        // is dialled by name).
+        let statics = m.statics.iter().filter(|s| {
+            !(is_resolved_static(&s.config)
+                && m.discovered
+                    .contains_key(&static_key(&self.name, &s.config)))
+        });
+        for member in statics.chain(m.discovered.values().flatten()) {
             if seen.contains(&&member.config.address) {
                 continue; // a static entry wins over a discovered one at the same address
             }

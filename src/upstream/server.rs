@@ -14,6 +14,8 @@ pub enum Source {
     Static,
     /// Docker discovery; the container or task name.
     Docker(String),
+    /// DNS discovery or a hostname `address`; the name resolved.
+    Dns(String),
 }
 
 impl Source {
@@ -21,6 +23,7 @@ impl Source {
         match self {
             Source::Static => "static",
             Source::Docker(_) => "docker",
+            Source::Dns(_) => "dns",
         }
     }
 }

@@ -95,6 +95,25 @@ where
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let listener = TcpListener::bind((ip, 0)).await.unwrap();
+    serve_origin(listener, h2c, handler)
+}
+
+/// An HTTP/1.1 origin on exactly `addr` (e.g. the same port on 127.0.0.1 and 127.0.0.2), or
+/// `None` when that address is taken.
+pub async fn origin_on<F, Fut>(addr: SocketAddr, handler: F) -> Option<Origin>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let listener = TcpListener::bind(addr).await.ok()?;
+    Some(serve_origin(listener, false, handler))
+}
+
+fn serve_origin<F, Fut>(listener: TcpListener, h2c: bool, handler: F) -> Origin
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
     let addr = listener.local_addr().unwrap();
     let accepts = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(AtomicUsize::new(0));
