@@ -5,7 +5,7 @@
 //! `127.1`, `2130706433`, `0x7f.0.0.1`, `0177.0.0.1`, upper-case or uncompressed IPv6 and
 //! IPv4-mapped IPv6 are refused instead of being interpreted.
 
-use super::{Scheme, UpstreamConfig, UpstreamTls, WhenAllDown};
+use super::{Scheme, UpstreamConfig, UpstreamTls};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -40,25 +40,11 @@ impl GatewayConfig {
     /// 60 s, 64 KiB response heads, 256 KiB reads, one try per request).
     pub fn upstream_template(&self, name: &str) -> UpstreamConfig {
         UpstreamConfig {
-            name: name.to_owned(),
-            scheme: self.scheme,
             tls: self.tls.clone(),
             keepalive: self.keepalive,
-            keepalive_timeout: Duration::from_secs(60),
-            keepalive_requests: 1000,
             connect_timeout: self.connect_timeout,
             read_timeout: self.read_timeout,
-            send_timeout: Duration::from_secs(60),
-            next_upstream_tries: 0,
-            max_response_header_size: 64 << 10,
-            read_buffer_size: 256 << 10,
-            when_all_down: WhenAllDown::Fail,
-            servers: Vec::new(),
-            docker: None,
-            dns: None,
-            health_check: None,
-            protocol: super::Protocol::Http1,
-            http2: super::Http2Settings::default(),
+            ..UpstreamConfig::per_target(name, self.scheme)
         }
     }
 }

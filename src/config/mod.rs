@@ -261,6 +261,36 @@ pub struct UpstreamConfig {
     pub health_check: Option<HealthCheckConfig>,
 }
 
+impl UpstreamConfig {
+    /// The settings of a one-server upstream made per request target by a route kind
+    /// (`gateway`, `table`): plain, no TLS, the upstream defaults (keepalive 32 kept 60 s,
+    /// 1000 requests, connect 5 s, read and send 60 s, 64 KiB response heads, 256 KiB reads,
+    /// one try per request). The kind overrides what its own keys set.
+    pub fn per_target(name: &str, scheme: Scheme) -> UpstreamConfig {
+        UpstreamConfig {
+            name: name.to_owned(),
+            scheme,
+            tls: None,
+            keepalive: 32,
+            keepalive_timeout: Duration::from_secs(60),
+            keepalive_requests: 1000,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            next_upstream_tries: 0,
+            max_response_header_size: 64 << 10,
+            read_buffer_size: 256 << 10,
+            when_all_down: WhenAllDown::Fail,
+            servers: Vec::new(),
+            docker: None,
+            dns: None,
+            health_check: None,
+            protocol: Protocol::Http1,
+            http2: Http2Settings::default(),
+        }
+    }
+}
+
 /// A server address as written: host (IP or DNS name) and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServerAddress {

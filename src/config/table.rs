@@ -1,7 +1,7 @@
 //! The validated `table:` route target: the key is the first path segment after the route's
 //! prefix, looked up in a named table (embedded store or a Redis hash).
 
-use super::{Cidr, Scheme, UpstreamConfig, WhenAllDown};
+use super::{Cidr, Scheme, UpstreamConfig};
 use std::time::Duration;
 
 /// `routes[].table.store`.
@@ -95,29 +95,13 @@ impl TableConfig {
     /// read 60 s, 8 idle pooled connections per target kept 60 s, one try per request).
     pub fn upstream_template(&self) -> UpstreamConfig {
         UpstreamConfig {
-            name: format!("table/{}", self.name),
-            scheme: self.scheme,
             tls: (self.scheme == Scheme::Https).then_some(super::UpstreamTls {
                 verify: true,
                 ca: None,
                 sni: None,
             }),
             keepalive: 8,
-            keepalive_timeout: Duration::from_secs(60),
-            keepalive_requests: 1000,
-            connect_timeout: Duration::from_secs(5),
-            read_timeout: Duration::from_secs(60),
-            send_timeout: Duration::from_secs(60),
-            next_upstream_tries: 0,
-            max_response_header_size: 64 << 10,
-            read_buffer_size: 256 << 10,
-            when_all_down: WhenAllDown::Fail,
-            servers: Vec::new(),
-            docker: None,
-            dns: None,
-            health_check: None,
-            protocol: super::Protocol::Http1,
-            http2: super::Http2Settings::default(),
+            ..UpstreamConfig::per_target(&format!("table/{}", self.name), self.scheme)
         }
     }
 

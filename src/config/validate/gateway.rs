@@ -8,6 +8,26 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 impl Validator<'_> {
+    /// A route kind whose target is in the path after its prefix needs the prefix to end
+    /// with '/' (`kind`: the kind's key; `example`: shown in the error).
+    pub(super) fn prefix_is_dir(
+        &self,
+        i: usize,
+        path_prefix: &str,
+        kind: &str,
+        example: &str,
+    ) -> Result<(), ConfigError> {
+        if path_prefix.ends_with('/') {
+            return Ok(());
+        }
+        Err(self.invalid(
+            format!("routes[{i}].path_prefix"),
+            "path_prefix",
+            Some(path_prefix),
+            format!("a {kind} route's path_prefix must end with '/' ({example})"),
+        ))
+    }
+
     pub(super) fn gateway(
         &self,
         i: usize,
@@ -17,15 +37,7 @@ impl Validator<'_> {
         let key = |k: &str| format!("routes[{i}].gateway.{k}");
         // `line_of` finds the first `key:` line of the file: exact when one route has a gateway.
         let err = |k: &str, line_key: &str, msg: String| self.invalid(key(k), line_key, None, msg);
-        if !path_prefix.ends_with('/') {
-            return Err(self.invalid(
-                format!("routes[{i}].path_prefix"),
-                "path_prefix",
-                Some(path_prefix),
-                "a gateway route's path_prefix must end with '/' (SCOW's `<base path>api/proxy/`)"
-                    .into(),
-            ));
-        }
+        self.prefix_is_dir(i, path_prefix, "gateway", "SCOW's `<base path>api/proxy/`")?;
         let allow = match g.allow {
             Some(a) if !a.is_empty() => a,
             Some(_) => {

@@ -16,14 +16,7 @@ impl Validator<'_> {
     ) -> Result<TableConfig, ConfigError> {
         let key = |k: &str| format!("routes[{i}].table.{k}");
         let err = |k: &str, line_key: &str, msg: String| self.invalid(key(k), line_key, None, msg);
-        if !path_prefix.ends_with('/') {
-            return Err(self.invalid(
-                format!("routes[{i}].path_prefix"),
-                "path_prefix",
-                Some(path_prefix),
-                "a table route's path_prefix must end with '/' (e.g. /ws/)".into(),
-            ));
-        }
+        self.prefix_is_dir(i, path_prefix, "table", "e.g. /ws/")?;
         let name = match t.name {
             Some(n) if valid_cluster_id(&n) => n,
             Some(n) => {
