@@ -17,7 +17,7 @@
 # removed on exit, also on failure or Ctrl-C. Needs bash, curl >= 7.84 (`%header{}`), docker.
 # Ends with `e2e: N passed, M failed`; exits non-zero when a check failed.
 #
-# Environment: E2E_PORT (18080), E2E_ADMIN_PORT (19901), E2E_SWARM_PORT (18081), E2E_SWARM,
+# Environment: E2E_PORT (18080), E2E_ADMIN_PORT (19901), E2E_SWARM_PORT (18081; +1 for the DNS check), E2E_SWARM,
 # E2E_SWARM_PUBLISH (auto: `ingress` when the kernel has IPVS, which the routing mesh needs,
 # else `host`), IMAGE (swarmgate:latest), REPLICA_IMAGE (swarmgate-replica:test),
 # E2E_SKIP_BUILD=1.
@@ -48,6 +48,7 @@ fi
 PASSED=0
 FAILED=0
 STACK=""
+DNS_SERVICE=""
 SWARM_CREATED=0
 OVERLAY_CREATED=0
 TMP="$(mktemp -d)"
@@ -74,6 +75,7 @@ cleanup() {
     local rc=$?
     set +e
     say "cleanup"
+    if [ -n "$DNS_SERVICE" ]; then docker service rm "$DNS_SERVICE" >/dev/null 2>&1; fi
     if [ -n "$STACK" ]; then
         docker stack rm "$STACK" >/dev/null 2>&1
         wait_until 30 "stack containers gone" stack_gone
@@ -345,6 +347,53 @@ swarm_phase() {
             $(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_swarmgate") 2>/dev/null)" = healthy ]
     }
     check "swarm task healthy (stack healthcheck)" wait_until 20 "task healthy" svc_healthy
+    dns_phase
+}
+
+# distinct_replicas BASE: how many replicas a sweep of 12 requests reached.
+distinct_replicas() { requests "$1" /healthz 12 | awk '$1 == 200 {print $2}' | sort -u | wc -l; }
+
+# dns_phase: discovery without the Docker socket (issue 17): a replica *service* on the
+# overlay, and a swarmgate container (no socket mounted) that resolves `tasks.<service>` through
+# swarm's embedded DNS; scaling the service 2 -> 3 adds a server.
+dns_phase() {
+    local svc="$RUN-dnsrep" port=$((SWARM_PORT + 1)) cfg="$TMP/swarmgate-dns.yaml"
+    DNS_SERVICE="$svc"
+    check "replica service with 2 tasks on the overlay (docker service create)" \
+        quiet docker service create -d --no-resolve-image --name "$svc" --label "swarmgate.e2e=$RUN" \
+        --container-label "swarmgate.e2e=$RUN" --network "$OVERLAY" --replicas 2 \
+        --env TLS=1 --hostname '{{.Task.Name}}' --no-healthcheck "$REPLICA_IMAGE" || return
+    cat >"$cfg" <<EOF
+listen: "0.0.0.0:8080"
+admin: {listen: "127.0.0.1:9901"}
+upstreams:
+  kuscia:
+    scheme: https
+    tls_verify: false
+    discovery:
+      dns: {name: "tasks.$svc", port: 1080, interval: 1s}
+EOF
+    chmod 644 "$cfg"
+    check "swarmgate container with DNS discovery starts (no Docker socket)" \
+        quiet docker run -d --name "$RUN-sg-dns" --label "swarmgate.e2e=$RUN" --network "$OVERLAY" \
+        -p "127.0.0.1:$port:8080" -v "$cfg:/etc/swarmgate/swarmgate.yaml:ro" "$IMAGE" || return
+    local base="http://127.0.0.1:$port"
+    two() { [ "$(distinct_replicas "$base")" = 2 ]; }
+    three() { [ "$(distinct_replicas "$base")" = 3 ]; }
+    check "tasks.<service> resolves to both tasks: both answer through swarmgate" \
+        wait_until 60 "two tasks through DNS discovery" two || {
+        docker logs "$RUN-sg-dns" 2>&1 | tail -10
+        return
+    }
+    local t0
+    t0=$(ms)
+    quiet docker service scale -d "$svc=3"
+    if wait_until 60 "the third task through DNS discovery" three; then
+        say "timing: service scale 2 -> 3 → third task answered: $(($(ms) - t0)) ms"
+        pass "a task added by docker service scale is routed (DNS re-resolution)"
+    else
+        fail "a task added by docker service scale is routed (DNS re-resolution)"
+    fi
 }
 if [ "$E2E_SWARM" != 0 ]; then
     say "swarm mode: overlay + docker stack deploy"
