@@ -11,7 +11,9 @@
 #  3. swarm mode (E2E_SWARM=auto: only when `docker swarm init` works; 1: required; 0: skip):
 #     swarm/network.sh creates the attachable overlay `kuscia-exchange-cluster`, three standalone
 #     replicas named like Kuscia's containers join it, `docker stack deploy -c swarm/stack.yml`,
-#     and the traffic checks are repeated through the service's published port.
+#     and the traffic checks are repeated through the service's published port; then DNS
+#     discovery: a replica service found through `tasks.<service>` by a swarmgate container
+#     without the Docker socket, and followed when the service is scaled 2 -> 3.
 #
 # Everything it creates (containers, networks, the stack, the swarm if it initialised it) is
 # removed on exit, also on failure or Ctrl-C. Needs bash, curl >= 7.84 (`%header{}`), docker.
