@@ -28,7 +28,7 @@ pub struct Route {
 /// Where a route sends a request. Each kind turns the request into an upstream to forward to
 /// (and the request target to send); the handler forwards, and errors map to statuses in
 /// `proxy/error.rs`, the same for every kind.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Target {
     /// A named upstream group.
     Upstream(Arc<Upstream>),
@@ -76,6 +76,15 @@ pub enum BuildError {
     AdminToken { path: String, why: String },
 }
 
+/// The first target of `old`'s routes that `same` accepts (a live gateway or table to keep).
+fn kept(old: Option<&Runtime>, same: impl Fn(&Target) -> bool) -> Option<Target> {
+    old?.routes
+        .iter()
+        .map(|r| &r.target)
+        .find(|t| same(t))
+        .cloned()
+}
+
 impl Runtime {
     /// Builds the runtime for `config`, reusing the live upstreams of `old` by name.
     pub fn build(config: Arc<Config>, old: Option<&Runtime>) -> Result<Runtime, BuildError> {
@@ -88,49 +97,39 @@ impl Runtime {
             })?;
             prepared.push((u, settings));
         }
-        // Gateways are kept across a reload (with their pools) when their route is unchanged.
-        let mut gateways = Vec::with_capacity(config.routes.len());
+        // Kinds with state of their own (gateway pools, table stores and caches) are kept
+        // across a reload when their route is unchanged; a changed table reuses its store by
+        // name. Named upstreams are resolved in phase 2.
+        let mut computed = Vec::with_capacity(config.routes.len());
         for (i, r) in config.routes.iter().enumerate() {
-            let RouteTarget::Gateway(g) = &r.target else {
-                gateways.push(None);
-                continue;
-            };
-            let kept = old.and_then(|o| {
-                o.routes.iter().find_map(|route| match &route.target {
-                    Target::Gateway(live) if live.same(&r.path_prefix, g) => Some(live.clone()),
-                    _ => None,
-                })
-            });
-            let gw = match kept {
-                Some(live) => live,
-                None => Arc::new(
-                    Gateway::new(&r.path_prefix, g)
-                        .map_err(|source| BuildError::GatewayTls { route: i, source })?,
+            let target = match &r.target {
+                RouteTarget::Upstream(_) => None,
+                RouteTarget::Gateway(g) => Some(
+                    match kept(
+                        old,
+                        |t| matches!(t, Target::Gateway(l) if l.same(&r.path_prefix, g)),
+                    ) {
+                        Some(live) => live,
+                        None => Target::Gateway(Arc::new(
+                            Gateway::new(&r.path_prefix, g)
+                                .map_err(|source| BuildError::GatewayTls { route: i, source })?,
+                        )),
+                    },
+                ),
+                RouteTarget::Table(t) => Some(
+                    match kept(
+                        old,
+                        |x| matches!(x, Target::Table(l) if l.same(&r.path_prefix, t)),
+                    ) {
+                        Some(live) => live,
+                        None => Target::Table(Arc::new(
+                            Table::new(&r.path_prefix, t, &config.state_dir)
+                                .map_err(|source| BuildError::Table { route: i, source })?,
+                        )),
+                    },
                 ),
             };
-            gateways.push(Some(gw));
-        }
-        // Tables are kept likewise; a changed one reuses its store (and cache) by name.
-        let mut tables = Vec::with_capacity(config.routes.len());
-        for (i, r) in config.routes.iter().enumerate() {
-            let RouteTarget::Table(t) = &r.target else {
-                tables.push(None);
-                continue;
-            };
-            let kept = old.and_then(|o| {
-                o.routes.iter().find_map(|route| match &route.target {
-                    Target::Table(live) if live.same(&r.path_prefix, t) => Some(live.clone()),
-                    _ => None,
-                })
-            });
-            let table = match kept {
-                Some(live) => live,
-                None => Arc::new(
-                    Table::new(&r.path_prefix, t, &config.state_dir)
-                        .map_err(|source| BuildError::Table { route: i, source })?,
-                ),
-            };
-            tables.push(Some(table));
+            computed.push(target);
         }
         let admin_token = match &config.admin_token_file {
             None => None,
@@ -151,15 +150,14 @@ impl Runtime {
         let routes = config
             .routes
             .iter()
-            .zip(gateways)
-            .zip(tables)
-            .filter_map(|((r, gateway), table)| {
-                let target = match &r.target {
-                    RouteTarget::Upstream(name) => {
+            .zip(computed)
+            .filter_map(|(r, computed)| {
+                let target = match (&r.target, computed) {
+                    (_, Some(t)) => t,
+                    (RouteTarget::Upstream(name), None) => {
                         Target::Upstream(upstreams.iter().find(|u| &u.name == name)?.clone())
                     }
-                    RouteTarget::Gateway(_) => Target::Gateway(gateway?),
-                    RouteTarget::Table(_) => Target::Table(table?),
+                    (_, None) => return None,
                 };
                 Some(Route {
                     path_prefix: r.path_prefix.clone(),

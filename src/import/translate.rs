@@ -26,6 +26,25 @@ struct Ctx {
     client_max_body_size: Option<String>,
 }
 
+impl Ctx {
+    /// One `proxy_set_header` at a level. nginx inherits the outer list only when a level sets
+    /// none, so the first one at a level (`*first`) replaces the inherited list.
+    fn set_header(&mut self, d: &Directive, first: &mut bool) {
+        if *first {
+            self.outer_connection_cleared = self
+                .headers
+                .iter()
+                .any(|(h, v)| h.eq_ignore_ascii_case("connection") && v.is_empty());
+            self.headers.clear();
+            self.headers_at = Some(d.at());
+            *first = false;
+        }
+        let name = d.args.first().cloned().unwrap_or_default();
+        let value = d.args.get(1).cloned().unwrap_or_default();
+        self.headers.push((name, value));
+    }
+}
+
 /// One `server {}` block's routing facts.
 struct ServerBlock<'a> {
     listens: Vec<(String, bool)>,

@@ -15,7 +15,7 @@ impl Translator {
         let block = d.block.as_deref().unwrap_or_default();
         let mut cert = None;
         let mut key = None;
-        let mut level_headers = false;
+        let mut first_header = true;
         for s in block {
             let arg = s.args.first().cloned().unwrap_or_default();
             match s.name.as_str() {
@@ -25,19 +25,7 @@ impl Translator {
                 "ssl_certificate" => cert = Some(arg),
                 "ssl_certificate_key" => key = Some(arg),
                 "proxy_pass" => self.skip(s, "proxy_pass outside a location is not valid nginx"),
-                "proxy_set_header" => {
-                    if !level_headers {
-                        ctx.outer_connection_cleared = ctx
-                            .headers
-                            .iter()
-                            .any(|(h, v)| h.eq_ignore_ascii_case("connection") && v.is_empty());
-                        ctx.headers.clear();
-                        ctx.headers_at = Some(s.at());
-                        level_headers = true;
-                    }
-                    ctx.headers
-                        .push((arg, s.args.get(1).cloned().unwrap_or_default()));
-                }
+                "proxy_set_header" => ctx.set_header(s, &mut first_header),
                 _ => {
                     if !self.common(s, &mut ctx) {
                         self.skip(s, "no equivalent in swarmgate");
@@ -120,24 +108,11 @@ impl Translator {
 
     pub(super) fn location<'a>(&mut self, d: &'a Directive, outer: &Ctx, sb: &mut ServerBlock<'a>) {
         let mut ctx = outer.clone();
-        let mut level_headers = false;
+        let mut first_header = true;
         for s in d.block.as_deref().unwrap_or_default() {
             match s.name.as_str() {
                 "location" | "proxy_pass" => {}
-                "proxy_set_header" => {
-                    if !level_headers {
-                        ctx.outer_connection_cleared = ctx
-                            .headers
-                            .iter()
-                            .any(|(h, v)| h.eq_ignore_ascii_case("connection") && v.is_empty());
-                        ctx.headers.clear();
-                        ctx.headers_at = Some(s.at());
-                        level_headers = true;
-                    }
-                    let arg = s.args.first().cloned().unwrap_or_default();
-                    ctx.headers
-                        .push((arg, s.args.get(1).cloned().unwrap_or_default()));
-                }
+                "proxy_set_header" => ctx.set_header(s, &mut first_header),
                 "client_max_body_size" => {
                     let arg = s.args.first().cloned().unwrap_or_default();
                     if ctx.client_max_body_size.as_deref() != Some(arg.as_str()) {

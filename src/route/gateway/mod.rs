@@ -83,23 +83,15 @@ impl Gateway {
             Form::Absolute => uri
                 .path_and_query()
                 .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone())),
-            Form::Relative => {
-                let rest = if p.rest.is_empty() { "/" } else { p.rest };
-                let mut s = String::with_capacity(rest.len() + uri.query().map_or(0, str::len) + 1);
-                s.push_str(rest);
-                if let Some(q) = uri.query() {
-                    s.push('?');
-                    s.push_str(q);
-                }
-                Uri::try_from(s).map_err(|_| GatewayError::Malformed("invalid request target"))?
-            }
+            Form::Relative => super::rest_with_query(p.rest, uri)
+                .ok_or(GatewayError::Malformed("invalid request target"))?,
         };
         // A cluster the client named is a label only when the config lists it: the set of
         // label values stays bounded.
-        let name = if self.config.clusters.is_some() {
-            format!("gateway/{}", p.cluster)
+        let name: std::borrow::Cow<str> = if self.config.clusters.is_some() {
+            format!("gateway/{}", p.cluster).into()
         } else {
-            "gateway/other".to_owned()
+            "gateway/other".into()
         };
         let upstream = self.targets.get(
             &name,

@@ -3,6 +3,7 @@
 //! own listeners.
 
 use crate::config::GatewayConfig;
+use crate::route::is_own_listener;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// The reason a target is refused (answered with 403), if it is.
@@ -76,20 +77,6 @@ pub fn special(ip: IpAddr) -> Option<&'static str> {
             }
         }
     }
-}
-
-/// Whether `ip:port` reaches one of swarmgate's own listeners (`own`: the bound proxy and admin
-/// addresses). A listener on `0.0.0.0` or `[::]` is reached through every local address: one
-/// that a socket can be bound to.
-pub fn is_own_listener(ip: IpAddr, port: u16, own: &[SocketAddr]) -> bool {
-    own.iter().filter(|a| a.port() == port).any(|a| {
-        a.ip() == ip || ip.is_unspecified() || (a.ip().is_unspecified() && is_local_address(ip))
-    })
-}
-
-/// An address of this host: binding a socket to it succeeds.
-fn is_local_address(ip: IpAddr) -> bool {
-    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 #[cfg(test)]

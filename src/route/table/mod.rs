@@ -166,23 +166,11 @@ impl Table {
         if !self.config.allows(target.ip()) {
             return Err(TableError::Refused("target outside the table's allow list"));
         }
-        let loops_back = |o: &SocketAddr| {
-            o.port() == target.port()
-                && (o.ip() == target.ip()
-                    || (o.ip().is_unspecified()
-                        && (target.ip().is_loopback() || target.ip().is_unspecified())))
-        };
-        if own.iter().any(loops_back) {
+        if super::is_own_listener(target.ip(), target.port(), own) {
             return Err(TableError::Refused("target is swarmgate itself"));
         }
-        let mut s = String::with_capacity(rest.len() + uri.query().map_or(0, str::len) + 1);
-        s.push_str(rest);
-        if let Some(q) = uri.query() {
-            s.push('?');
-            s.push_str(q);
-        }
-        let target_uri =
-            Uri::try_from(s).map_err(|_| TableError::Malformed("invalid request target"))?;
+        let target_uri = super::rest_with_query(rest, uri)
+            .ok_or(TableError::Malformed("invalid request target"))?;
         let upstream = self
             .targets
             .get(&self.metric_name, ServerAddress::from_socket(target));
