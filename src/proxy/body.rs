@@ -6,10 +6,9 @@
 use super::error::ProxyError;
 use super::guard::RequestGuard;
 use crate::body::{BodyError, IdleTimer};
-use crate::upstream::{Conn, PoolLimits, Server};
+use crate::upstream::{Conn, PoolLimits, Sender, Server, UpBody};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -41,15 +40,15 @@ impl Lease {
 /// The upstream response body on its way to the client.
 #[derive(Debug)]
 pub struct Streamed {
-    inner: Incoming,
+    inner: UpBody,
     /// A gRPC call: a failure mid-body ends the response with `grpc-status` trailers (which a
     /// gRPC client reads as that status) instead of resetting the stream.
     grpc: bool,
     timeout: Duration,
     timer: IdleTimer,
     lease: Option<Lease>,
-    /// The upstream body ended cleanly. hyper's `Incoming::is_end_stream` never turns true for
-    /// a chunked body, so the end is recorded here to give the connection back to the pool.
+    /// The upstream body ended cleanly (recorded here: hyper's `Incoming::is_end_stream` never
+    /// turns true for a chunked HTTP/2 body).
     done: bool,
     /// Bytes relayed since the last yield (see [`YIELD_EVERY`]).
     since_yield: usize,
@@ -86,7 +85,7 @@ impl ResBody {
     }
 
     /// The upstream's body, streamed with `read_timeout` between reads.
-    pub fn streamed(inner: Incoming, timeout: Duration, lease: Option<Lease>) -> Self {
+    pub fn streamed(inner: UpBody, timeout: Duration, lease: Option<Lease>) -> Self {
         ResBody {
             kind: Kind::Streamed(Streamed {
                 inner,
@@ -123,8 +122,15 @@ impl ResBody {
 
 impl Drop for Streamed {
     fn drop(&mut self) {
-        if let Some(lease) = self.lease.take() {
+        if let Some(mut lease) = self.lease.take() {
             if self.done || self.inner.is_end_stream() {
+                if let Sender::H1(slot) = &mut lease.conn.tx {
+                    // The connection comes back from the body, if it can carry another request.
+                    match self.inner.take_reusable() {
+                        Some(c) => *slot = Some(c),
+                        None => return,
+                    }
+                }
                 lease.release();
             }
         }

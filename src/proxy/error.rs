@@ -6,7 +6,7 @@ use super::body::ResBody;
 use crate::body::BodyError;
 use crate::route::gateway::GatewayError;
 use crate::route::table::TableError;
-use crate::upstream::ConnectError;
+use crate::upstream::{ConnectError, UpstreamError};
 use http::{header, HeaderValue, Response, StatusCode};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,7 @@ pub enum ProxyError {
     #[error("upstream response head too large")]
     UpstreamHeadTooLarge,
     #[error("upstream failed: {0}")]
-    Upstream(hyper::Error),
+    Upstream(UpstreamError),
     #[error("upstream response body broke off")]
     UpstreamBody,
     #[error("upstream switched protocols without an upgrade request")]

@@ -11,9 +11,8 @@ use super::guard::RequestGuard;
 use super::headers;
 use crate::body::{BodyError, BodyStatus, ReqBody};
 use crate::config::WhenAllDown;
-use crate::upstream::{checkout, Conn, Server, Settings, Tried, Upstream};
+use crate::upstream::{checkout, Conn, Server, Settings, Tried, UpBody, Upstream};
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +27,7 @@ pub struct Outgoing {
 }
 
 pub struct Forwarded {
-    pub response: Response<Incoming>,
+    pub response: Response<UpBody>,
     pub conn: Conn,
     pub server: Arc<Server>,
     pub settings: Arc<Settings>,
@@ -36,7 +35,7 @@ pub struct Forwarded {
 
 impl Forwarded {
     /// The connection's way back to its pool once the response body is complete.
-    pub fn into_lease(self) -> (Response<Incoming>, Lease, Duration) {
+    pub fn into_lease(self) -> (Response<UpBody>, Lease, Duration) {
         let read_timeout = self.settings.config.read_timeout;
         (
             self.response,
@@ -214,7 +213,7 @@ async fn attempt(
     template: Option<&Template>,
     status: Option<&BodyStatus>,
     guard: &mut RequestGuard,
-) -> Result<(Response<Incoming>, Conn), Failure> {
+) -> Result<(Response<UpBody>, Conn), Failure> {
     let cfg = &settings.config;
     let mut fresh_only = false;
     loop {
@@ -248,21 +247,21 @@ async fn attempt(
         let sent = conn.tx.send(req);
         match wait_head(sent, cfg.read_timeout, cfg.send_timeout, status).await {
             Ok(Ok(resp)) => return Ok((resp, conn)),
-            Ok(Err(mut e)) => {
-                if let Some(r) = e.take_message() {
+            Ok(Err(e)) => {
+                if let Some(r) = e.returned {
                     req = r;
                     if reused {
                         continue;
                     }
                     return Err(Failure {
-                        error: ProxyError::Upstream(e.into_error()),
+                        error: ProxyError::Upstream(e.error),
                         returned: Some(req),
                         server_fault: true,
                         refused: false,
                     });
                 }
-                let err = e.into_error();
-                if refused_stream(&err) {
+                let err = e.error;
+                if err.refused_stream() {
                     // REFUSED_STREAM, or above a GOAWAY's last stream id: the server did not
                     // process it (RFC 9113 §8.7), so another server may have it.
                     return Err(Failure {
@@ -280,7 +279,7 @@ async fn attempt(
                     continue;
                 }
                 let client_side = status.is_some_and(|s| s.error().is_some());
-                let error = if err.is_parse_too_large() {
+                let error = if err.is_head_too_large() {
                     ProxyError::UpstreamHeadTooLarge
                 } else {
                     ProxyError::Upstream(err)
@@ -305,20 +304,6 @@ async fn attempt(
             }
         }
     }
-}
-
-/// Whether an HTTP/2 stream failed without the server processing it: REFUSED_STREAM, or a
-/// GOAWAY whose last stream id is below it.
-fn refused_stream(err: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-    while let Some(e) = source {
-        if let Some(h2) = e.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
-                || (h2.is_go_away() && h2.is_remote());
-        }
-        source = e.source();
-    }
-    false
 }
 
 /// Why waiting for a response head gave up.

@@ -204,15 +204,15 @@ async fn proxy(
         guard,
     )
     .await?;
-    let (mut response, lease, read_timeout) = fwd.into_lease();
+    let (response, lease, read_timeout) = fwd.into_lease();
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
             return Err(ProxyError::Upstream101);
         };
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let (mut rparts, body) = response.into_parts();
+        let upstream_upgrade = body.into_upgraded().ok_or(ProxyError::Upstream101)?;
         upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, lease.server.label.clone());
-        let (mut rparts, _) = response.into_parts();
         headers::to_client(&mut rparts.headers, true);
         return Ok(Response::from_parts(rparts, ResBody::empty()));
     }

@@ -1,22 +1,22 @@
 //! HTTP/1.1 upgrades (WebSocket and others): after the upstream's 101, bytes are copied both
 //! ways until either side closes.
 
+use crate::upstream::h1::Upgraded;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-/// Joins the client's and the upstream's upgraded connections in a background task.
-pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, server: String) {
+/// Joins the client's upgraded connection and the upstream's in a background task.
+pub fn spawn_tunnel(client: OnUpgrade, mut upstream: Upgraded, server: String) {
     tokio::spawn(async move {
-        let (c, u) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
+        let c = match client.await {
+            Ok(c) => c,
             Err(e) => {
                 tracing::debug!(server, error = %e, "upgrade failed");
                 return;
             }
         };
         let mut c = TokioIo::new(c);
-        let mut u = TokioIo::new(u);
-        match tokio::io::copy_bidirectional(&mut c, &mut u).await {
+        match tokio::io::copy_bidirectional(&mut c, &mut upstream).await {
             Ok((up, down)) => tracing::debug!(server, up, down, "tunnel closed"),
             Err(e) => tracing::debug!(server, error = %e, "tunnel ended"),
         }

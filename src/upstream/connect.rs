@@ -1,18 +1,19 @@
 //! Dialing a server: a byte stream from [`super::transport`] (TCP, or the reverse tunnel) within
-//! `connect_timeout`, optional TLS, and the HTTP/1.1 or HTTP/2 handshake (`protocol`; HTTP/2
-//! connections join the server's `H2Pool`). The connection is driven by its own task, which keeps the server's open
-//! connection count.
+//! `connect_timeout`, optional TLS, then by `protocol` an HTTP/2 handshake (the connection joins
+//! the server's `H2Pool`, driven by its own task) or an HTTP/1.1 connection on our own codec
+//! (`h1`: no task; it counts itself in the server's open connections while it lives).
 
+use super::h1;
 use super::h2pool;
+use super::io::Io;
 use super::pool::Conn;
 use super::sender::Sender;
 use super::server::Server;
-use super::transport::{self, Stream, TransportError};
+use super::transport::{self, TransportError};
 use super::Settings;
 use crate::config::Protocol;
 use crate::tls;
 use hyper_util::rt::TokioIo;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,16 +82,12 @@ pub async fn connect(server: &Arc<Server>, settings: &Settings) -> Result<Conn, 
             Io::Tls(s) => h2pool::handshake(server, &cfg.http2, TokioIo::new(s)).await,
         };
     }
-    let mut builder = hyper::client::conn::http1::Builder::new();
-    builder
-        .max_header_size(cfg.max_response_header_size)
-        .max_buf_size(cfg.max_response_header_size.max(cfg.read_buffer_size));
-    let tx = match io {
-        Io::Plain(s) => spawn_driver(server, builder.handshake(TokioIo::new(s)).await),
-        Io::Tls(s) => spawn_driver(server, builder.handshake(TokioIo::new(s)).await),
-    }?;
+    let limits = h1::Limits {
+        max_head: cfg.max_response_header_size,
+        max_read: cfg.read_buffer_size,
+    };
     Ok(Conn {
-        tx: Sender::H1(tx),
+        tx: Sender::H1(Some(Box::new(h1::H1Conn::new(server, io, limits)))),
         uses: 0,
         reused: false,
     })
@@ -103,36 +100,4 @@ fn speaks_h2(io: &Io, protocol: Protocol) -> bool {
         (Protocol::Auto, Io::Tls(s)) => s.get_ref().1.alpn_protocol() == Some(b"h2"),
         _ => false,
     }
-}
-
-enum Io {
-    Plain(Stream),
-    Tls(Box<tokio_rustls::client::TlsStream<Stream>>),
-}
-
-type Handshake<T> = Result<
-    (
-        hyper::client::conn::http1::SendRequest<crate::body::ReqBody>,
-        hyper::client::conn::http1::Connection<TokioIo<T>, crate::body::ReqBody>,
-    ),
-    hyper::Error,
->;
-
-fn spawn_driver<T>(
-    server: &Arc<Server>,
-    hs: Handshake<T>,
-) -> Result<hyper::client::conn::http1::SendRequest<crate::body::ReqBody>, ConnectError>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (tx, conn) = hs.map_err(ConnectError::Handshake)?;
-    server.open_conns.fetch_add(1, Ordering::Relaxed);
-    let server = server.clone();
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(server = %server.label, error = %e, "upstream connection ended");
-        }
-        server.open_conns.fetch_sub(1, Ordering::Relaxed);
-    });
-    Ok(tx)
 }

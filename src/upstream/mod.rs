@@ -2,21 +2,25 @@
 //! flow. Membership comes from the static `servers` list and from discovery; a server that stays
 //! keeps its health, failure counts and pooled connections, a removed one drains.
 
+pub mod body;
 mod checkout;
 mod connect;
 pub mod dynamic;
+pub mod h1;
 pub mod h2pool;
+mod io;
 pub mod pool;
 mod sender;
 mod server;
 mod set;
 pub mod transport;
 
+pub use body::{UpBody, UpstreamError};
 pub use checkout::checkout;
 pub use connect::{connect, ConnectError};
 pub use dynamic::DynamicUpstreams;
 pub use pool::{Conn, PoolLimits};
-pub use sender::Sender;
+pub use sender::{SendError, Sender};
 pub use server::{Health, LastCheck, Server, Source};
 pub use set::{ServerSet, Tried};
 

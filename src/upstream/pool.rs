@@ -2,9 +2,8 @@
 //! `keepalive_timeout`, `keepalive_requests`). LIFO checkout keeps the hottest connections busy
 //! and lets the coldest expire; the oldest idle one is evicted when the pool is full.
 
+use super::h1::H1Conn;
 use super::sender::Sender;
-use crate::body::ReqBody;
-use hyper::client::conn::http1::SendRequest;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ pub struct Conn {
 
 #[derive(Debug)]
 struct Idle {
-    tx: SendRequest<ReqBody>,
+    conn: Box<H1Conn>,
     since: Instant,
     uses: u64,
 }
@@ -44,7 +43,8 @@ impl Pool {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The most recently used live connection, dropping expired and closed ones on the way.
+    /// The most recently used live connection, dropping expired and closed ones on the way
+    /// (each candidate is probed with a non-blocking read: the server may have closed it).
     pub fn checkout(&self, now: Instant, idle_timeout: Duration) -> Option<Conn> {
         let mut idle = self.lock();
         let expired = idle
@@ -52,10 +52,10 @@ impl Pool {
             .take_while(|c| now.saturating_duration_since(c.since) >= idle_timeout)
             .count();
         idle.drain(..expired);
-        while let Some(c) = idle.pop() {
-            if !c.tx.is_closed() {
+        while let Some(mut c) = idle.pop() {
+            if !c.conn.is_closed() {
                 return Some(Conn {
-                    tx: Sender::H1(c.tx),
+                    tx: Sender::H1(Some(c.conn)),
                     uses: c.uses,
                     reused: true,
                 });
@@ -65,7 +65,7 @@ impl Pool {
     }
 
     /// Returns a connection whose last response is complete. Dropped instead when it has served
-    /// `max_requests`, is closed, or pooling is off. An HTTP/2 stream slot is simply freed (its
+    /// `max_requests` or pooling is off (a server's close is seen at the next checkout or reap). An HTTP/2 stream slot is simply freed (its
     /// connection stays in the server's `H2Pool`).
     ///
     /// Idle connections above `max_idle` are not closed at once but by the next [`Pool::reap`]
@@ -74,13 +74,10 @@ impl Pool {
     /// connections over 2 servers with `keepalive: 32`: p99 35 ms → 17 ms). A hard bound of
     /// 4 × `max_idle` still holds at every moment; the oldest idle connection makes room.
     pub fn checkin(&self, conn: Conn, limits: PoolLimits, now: Instant) {
-        let Sender::H1(tx) = conn.tx else {
+        let Sender::H1(Some(c)) = conn.tx else {
             return;
         };
-        if limits.max_idle == 0
-            || (limits.max_requests != 0 && conn.uses >= limits.max_requests)
-            || tx.is_closed()
-        {
+        if limits.max_idle == 0 || (limits.max_requests != 0 && conn.uses >= limits.max_requests) {
             return;
         }
         let mut idle = self.lock();
@@ -88,7 +85,7 @@ impl Pool {
             idle.remove(0);
         }
         idle.push(Idle {
-            tx,
+            conn: c,
             since: now,
             uses: conn.uses,
         });
@@ -102,8 +99,8 @@ impl Pool {
     /// Closes idle connections older than `idle_timeout` or closed by the server, and trims the pool to `max_idle`, oldest first.
     pub fn reap(&self, now: Instant, limits: PoolLimits) {
         let mut idle = self.lock();
-        idle.retain(|c| {
-            now.saturating_duration_since(c.since) < limits.idle_timeout && !c.tx.is_closed()
+        idle.retain_mut(|c| {
+            now.saturating_duration_since(c.since) < limits.idle_timeout && !c.conn.is_closed()
         });
         let excess = idle.len().saturating_sub(limits.max_idle);
         idle.drain(..excess);

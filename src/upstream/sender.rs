@@ -1,42 +1,41 @@
 //! The sending half of an upstream connection, whichever HTTP version it speaks.
 
+use super::body::{UpBody, UpstreamError};
+use super::h1::H1Conn;
 use super::h2pool::H2Stream;
 use crate::body::ReqBody;
-use futures_util::future::Either;
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, TrySendError};
-use std::future::Future;
 
 #[derive(Debug)]
 pub enum Sender {
-    /// A whole HTTP/1.1 connection, one request at a time.
-    H1(http1::SendRequest<ReqBody>),
+    /// A whole HTTP/1.1 connection, one request at a time; `None` while a response body
+    /// holds it (it comes back when the body is complete).
+    H1(Option<Box<H1Conn>>),
     /// One stream slot of a multiplexed HTTP/2 connection.
     H2(H2Stream),
+}
+
+/// A request that got no response head.
+#[derive(Debug)]
+pub struct SendError {
+    pub error: UpstreamError,
+    /// The request, when it never reached the server.
+    pub returned: Option<Request<ReqBody>>,
 }
 
 impl Sender {
     /// Whether a request can go right away (checked without arming a timer).
     pub fn ready_now(&mut self) -> bool {
-        use futures_util::FutureExt as _;
         match self {
-            Sender::H1(tx) => matches!(tx.ready().now_or_never(), Some(Ok(()))),
+            Sender::H1(c) => c.is_some(),
             Sender::H2(s) => s.tx.is_ready(),
         }
     }
 
     pub async fn ready(&mut self) -> hyper::Result<()> {
         match self {
-            Sender::H1(tx) => tx.ready().await,
+            Sender::H1(_) => Ok(()),
             Sender::H2(s) => s.tx.ready().await,
-        }
-    }
-
-    pub fn is_closed(&self) -> bool {
-        match self {
-            Sender::H1(tx) => tx.is_closed(),
-            Sender::H2(s) => s.tx.is_closed(),
         }
     }
 
@@ -44,14 +43,32 @@ impl Sender {
         matches!(self, Sender::H2(_))
     }
 
-    /// Sends `req`; on failure the request comes back when it was never sent.
-    pub fn send(
-        &mut self,
-        req: Request<ReqBody>,
-    ) -> impl Future<Output = Result<Response<Incoming>, TrySendError<Request<ReqBody>>>> {
+    /// Sends `req` and waits for the response head; on failure the request comes back when it
+    /// was never sent.
+    pub async fn send(&mut self, req: Request<ReqBody>) -> Result<Response<UpBody>, SendError> {
         match self {
-            Sender::H1(tx) => Either::Left(tx.try_send_request(req)),
-            Sender::H2(s) => Either::Right(s.tx.try_send_request(req)),
+            Sender::H1(c) => {
+                let Some(conn) = c.take() else {
+                    return Err(SendError {
+                        error: UpstreamError::H1(super::h1::H1Error::ClosedBeforeResponse),
+                        returned: Some(req),
+                    });
+                };
+                match conn.send(req).await {
+                    Ok(r) => Ok(r.map(UpBody::H1)),
+                    Err(f) => Err(SendError {
+                        error: f.error.into(),
+                        returned: f.returned,
+                    }),
+                }
+            }
+            Sender::H2(s) => match s.tx.try_send_request(req).await {
+                Ok(r) => Ok(r.map(UpBody::H2)),
+                Err(mut e) => Err(SendError {
+                    returned: e.take_message(),
+                    error: e.into_error().into(),
+                }),
+            },
         }
     }
 }

@@ -1,0 +1,46 @@
+//! Our own HTTP/1.1 codec on `httparse` (issue 16): pure functions and state machines over byte
+//! buffers, no I/O. What `httparse` accepts but a proxy must refuse (conflicting framing,
+//! malformed lengths, bare LF in chunk lines, oversize chunk sizes) is refused here.
+//!
+//! Used today by the upstream side (`upstream::h1`): request heads are encoded with
+//! [`request::encode_head`], response heads parsed with [`response::parse`], chunked bodies
+//! decoded with [`chunked::Decoder`] and encoded with [`chunked::encode_size`].
+
+pub mod chunked;
+pub mod request;
+pub mod response;
+
+/// Why a message could not be parsed. Every variant means "the peer broke HTTP/1.1 framing":
+/// the connection is not used again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    #[error("message head larger than the limit")]
+    TooLarge,
+    #[error("invalid Content-Length")]
+    ContentLength,
+    #[error("invalid chunk: {0}")]
+    Chunk(&'static str),
+}
+
+impl From<httparse::Error> for ParseError {
+    fn from(e: httparse::Error) -> Self {
+        ParseError::Malformed(match e {
+            httparse::Error::HeaderName => "header name",
+            httparse::Error::HeaderValue => "header value",
+            httparse::Error::NewLine => "line ending",
+            httparse::Error::Status => "status",
+            httparse::Error::Token => "token",
+            httparse::Error::TooManyHeaders => return ParseError::TooLarge,
+            httparse::Error::Version => "version",
+        })
+    }
+}
+
+/// Whether a comma-separated header value list contains `token` (case-insensitive).
+pub fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
