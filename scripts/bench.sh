@@ -20,6 +20,10 @@
 #                      need one of their own; swarmgate serves h2c on both), base+81/82 origins,
 #                      base+91/92 stub_status [18000]
 #   BENCH_H2           1 = also the HTTP/2 case (h2load, from nghttp2-client) [1]
+#   BENCH_UPSTREAM_TLS 1 = the origins speak HTTPS (self-signed P-256 certificate) and every proxy
+#                      connects with verification off, as Kuscia's guide does [0]
+#                      (add nginx-verbatim to BENCH_PROXIES for the guide's nginx config as
+#                      written: without the repeated proxy_http_version it closes per request)
 #   BENCH_CASES        which cases to run [get_c64 get_c256 big_c16 upload_c16 close_c64 h2_c64x10 idle]
 #                      (e.g. BENCH_CASES=big_c16 for the streaming-fairness case alone)
 #   BENCH_PROXY_CPU / BENCH_LOAD_CPU   CPU for the proxy / for wrk + origins [0 / 1]
@@ -60,6 +64,7 @@ LOAD_CPU=${BENCH_LOAD_CPU:-1}
 SWARMGATE_BIN=${SWARMGATE_BIN:-target/release/swarmgate}
 WAIT_QUIET=${BENCH_WAIT_QUIET:-0}
 H2=${BENCH_H2:-1}
+UPSTREAM_TLS=${BENCH_UPSTREAM_TLS:-0}
 CASES=" ${BENCH_CASES:-get_c64 get_c256 big_c16 upload_c16 close_c64 h2_c64x10 idle} "
 
 PORT=$((BASE + 80)) P1=$((BASE + 81)) P2=$((BASE + 82)) STUB1=$((BASE + 91)) STUB2=$((BASE + 92))
@@ -281,6 +286,22 @@ for f in /usr/lib/nginx/modules/ngx_http_echo_module.so /usr/share/nginx/modules
     [[ -e $f ]] && ECHO_SO=$f && break
 done
 
+ORIGIN_SSL= ORIGIN_SSL_CONF= UPSCHEME=http SSL_SERVER= UPSTREAM_TLS_YAML=
+if [[ $UPSTREAM_TLS == 1 ]]; then
+    mkdir -p "$TMP/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=origin -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" 2>/dev/null ||
+        die "openssl could not make the origins' certificate"
+    chmod 644 "$TMP/tls/key.pem"
+    ORIGIN_SSL="ssl "
+    ORIGIN_SSL_CONF="        ssl_certificate $TMP/tls/cert.pem;
+        ssl_certificate_key $TMP/tls/key.pem;"
+    UPSCHEME=https
+    SSL_SERVER=" ssl verify none"
+    UPSTREAM_TLS_YAML="    scheme: https
+    tls_verify: false"
+fi
+
 start_origin() { # start_origin N ADDR PORT STUBPORT
     local n=$1 addr=$2 port=$3 stub=$4 dir=$TMP/origin$1 load= handler sink=
     mkdir -p "$dir"
@@ -299,7 +320,8 @@ start_origin() { # start_origin N ADDR PORT STUBPORT
     fi
     render "$HERE/origin-nginx.conf.tmpl" "$dir/nginx.conf" LOAD_ECHO "$load" DIR "$dir" \
         ADDR "$addr" PORT "$port" STUBPORT "$stub" NOFILE "$FDS" DOCROOT "$WWW" BODY100 "$BODY100" \
-        UPLOAD_HANDLER "$handler" SINK_SERVER "$sink"
+        UPLOAD_HANDLER "$handler" SINK_SERVER "$sink" ORIGIN_SSL "$ORIGIN_SSL" \
+        ORIGIN_SSL_CONF "$ORIGIN_SSL_CONF"
     if ! nginx -t -q -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" 2>"$dir/test.log"; then
         if [[ -n $load && -z ${ORIGIN_NO_ECHO:-} ]]; then
             log "origin: echo module does not load ($(tail -1 "$dir/test.log")); using the sink"
@@ -327,20 +349,25 @@ start_proxy() { # start_proxy NAME ; sets PROXY_PID, returns 1 if it cannot run
     rm -rf "$dir"
     mkdir -p "$dir"
     case $name in
-    nginx)
+    nginx | nginx-verbatim)
+        local fix='            # must be repeated here: this level has its own proxy_set_header
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";'
+        [[ $name == nginx ]] || fix='            # nginx-verbatim: as the guide has it (nothing repeated here)'
         render "$HERE/nginx-proxy.conf.tmpl" "$dir/nginx.conf" DIR "$dir" PORT $PORT H2PORT $H2PORT \
-            P1 $P1 P2 $P2 NOFILE "$FDS"
-        start_bg "$TMP/logs/nginx.log" taskset -c "$PROXY_CPU" \
+            P1 $P1 P2 $P2 NOFILE "$FDS" UPSCHEME "$UPSCHEME" FIX "$fix"
+        start_bg "$TMP/logs/$name.log" taskset -c "$PROXY_CPU" \
             nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;'
         ;;
     haproxy)
         render "$HERE/haproxy.cfg.tmpl" "$dir/haproxy.cfg" PORT $PORT H2PORT $H2PORT P1 $P1 P2 $P2 \
-            MAXCONN $((IDLE_CONNS + 2000))
+            MAXCONN $((IDLE_CONNS + 2000)) SSL_SERVER "$SSL_SERVER"
         start_bg "$TMP/logs/haproxy.log" taskset -c "$PROXY_CPU" haproxy -db -f "$dir/haproxy.cfg"
         ;;
     swarmgate)
         [[ -x $SWARMGATE_BIN ]] || return 1
-        render "$HERE/swarmgate.yaml.tmpl" "$dir/swarmgate.yaml" PORT $PORT H2PORT $H2PORT P1 $P1 P2 $P2
+        render "$HERE/swarmgate.yaml.tmpl" "$dir/swarmgate.yaml" PORT $PORT H2PORT $H2PORT P1 $P1 P2 $P2 \
+            UPSTREAM_TLS "$UPSTREAM_TLS_YAML"
         start_bg "$TMP/logs/swarmgate.log" taskset -c "$PROXY_CPU" "$SWARMGATE_BIN" --config "$dir/swarmgate.yaml"
         ;;
     *) die "unknown proxy $name" ;;
@@ -553,7 +580,7 @@ fi
     echo "- method: proxy on 127.0.0.1:$PORT pinned to CPU $PROXY_CPU; wrk ($WRK_THREADS thread), both origins and helpers pinned to CPU $LOAD_CPU;" \
         "each case ${WARMUP} s warm-up + ${DURATION} s measured, $REPS reps interleaved (proxy order rotated per rep), medians"
     echo "- machine load before the run: ${BUSY_BEFORE}% of all CPUs busy (user+system, 2 s sample)"
-    echo "- origins: nginx, 1 worker each, on 127.0.0.1:$P1 and 127.0.0.2:$P2 (round robin); uploads: $UPLOAD_SINK"
+    echo "- origins: nginx, 1 worker each, on 127.0.0.1:$P1 and 127.0.0.2:$P2 (round robin), $( [[ $UPSTREAM_TLS == 1 ]] && echo "HTTPS (P-256, proxies do not verify)" || echo "plain HTTP"); uploads: $UPLOAD_SINK"
     echo "- RSS: sum of VmRSS over the proxy's processes (nginx: master + 1 worker; HAProxy: one process, -db; swarmgate: one process)." \
         "Idle case: $IDLE_CONNS client connections (from 127.0.1.1-8), each sends one keep-alive GET / and reads the answer, then stays idle; RSS measured 1 s after they are all open, after the throughput cases"
 } >"$RAW/header.md"

@@ -7,8 +7,11 @@
 #   FUZZ_SANITIZER=none scripts/fuzz.sh  # no ASan (faster; the code is safe Rust)
 #
 # Targets (fuzz/fuzz_targets/): config_parse (parse_config on arbitrary UTF-8; accepted configs
-# have sane values) and headers (strip_hop_by_hop / to_upstream / to_client on arbitrary header
-# maps; no hop-by-hop or Connection-named field survives, framing headers unambiguous).
+# have sane values), headers (strip_hop_by_hop / to_upstream / to_client on arbitrary header
+# maps; no hop-by-hop or Connection-named field survives, framing headers unambiguous) and
+# h1_response (differential: our HTTP/1.1 response codec, src/h1, against hyper's client on the
+# same bytes; ours may never accept what hyper refuses, nor read another status or body).
+# CI (scripts/test.sh) runs every target for FUZZ_SECONDS=30 without a sanitizer.
 #
 # This machine has only the stable toolchain. cargo-fuzz needs nightly-only flags
 # (-Zsanitizer, -Cpasses=sancov-module is fine on stable); RUSTC_BOOTSTRAP=1 unlocks them on
@@ -19,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 SECS=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-"config_parse headers"}
+TARGETS=${FUZZ_TARGETS:-"config_parse headers h1_response"}
 SANITIZER=${FUZZ_SANITIZER:-address}
 JOBS=${FUZZ_JOBS:-1}
 
@@ -29,7 +32,12 @@ fi
 export RUSTC_BOOTSTRAP=1
 
 # Seeds: the built-in config and a few shapes the parser must handle.
-mkdir -p corpus/config_parse corpus/headers
+mkdir -p corpus/config_parse corpus/headers corpus/h1_response
+printf 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' >corpus/h1_response/length
+printf 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nx-t: 1\r\n\r\n' \
+    >corpus/h1_response/chunked
+printf 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\nrest' \
+    >corpus/h1_response/close
 cp ../config/builtin.yaml corpus/config_parse/builtin.yaml
 printf 'listen: 127.0.0.1:8080\nclient_header_timeout: 1h30m\nlarge_client_header_buffers: 8k\nupstreams:\n  u:\n    servers:\n      - {address: "10.0.0.1:1080", weight: 2, max_fails: 3, fail_timeout: 10s}\n      - {address: "kuscia:1080", backup: true}\n    health_check: {interval: 5s, expect_status: [2xx, 401]}\nroutes:\n  - {path_prefix: /api, host: a.example, upstream: u}\n' \
     > corpus/config_parse/full.yaml

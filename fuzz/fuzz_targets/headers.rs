@@ -104,11 +104,17 @@ fuzz_target!(|input: Input| {
                 &headers::ip_value([10, 0, 0, 1].into()),
                 "http",
                 keep_upgrade,
+                false, // an HTTP/1.1 request: TE stays hop-by-hop
             );
             assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
             assert_eq!(h["x-real-ip"], "10.0.0.1");
             assert!(!h.contains_key("expect"));
-            &["x-forwarded-for", "x-real-ip", "x-forwarded-proto", "expect"]
+            &[
+                "x-forwarded-for",
+                "x-real-ip",
+                "x-forwarded-proto",
+                "expect",
+            ]
         }
         _ => {
             headers::to_client(&mut h, keep_upgrade);
@@ -128,9 +134,12 @@ fuzz_target!(|input: Input| {
         let Ok(n) = HeaderName::from_bytes(t) else {
             continue;
         };
-        let allowed = (upgraded && (n == "upgrade" || n == "connection"))
-            || added.contains(&n.as_str());
-        assert!(allowed || !h.contains_key(&n), "{n} named in Connection survived: {h:?}");
+        let allowed =
+            (upgraded && (n == "upgrade" || n == "connection")) || added.contains(&n.as_str());
+        assert!(
+            allowed || !h.contains_key(&n),
+            "{n} named in Connection survived: {h:?}"
+        );
     }
     if input.direction % 3 != 0 {
         // to_upstream / to_client also normalise framing (strip_hop_by_hop alone does not).

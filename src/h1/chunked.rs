@@ -98,6 +98,15 @@ impl Decoder {
                             return Ok(Decoded::NeedMore);
                         }
                         httparse::Status::Complete((n, fields)) => {
+                            // httparse takes a bare LF as a line end; a chunked body's
+                            // trailer section may not (hyper refuses it too).
+                            if buf[..n]
+                                .iter()
+                                .enumerate()
+                                .any(|(i, &b)| b == b'\n' && (i == 0 || buf[i - 1] != b'\r'))
+                            {
+                                return Err(ParseError::Chunk("bare LF in trailers"));
+                            }
                             let mut map = HeaderMap::with_capacity(fields.len());
                             for f in fields {
                                 let name = HeaderName::from_bytes(f.name.as_bytes())
@@ -158,7 +167,11 @@ fn chunk_size(line: &[u8]) -> Result<u64, ParseError> {
             .and_then(|s| s.checked_add(u64::from(d)))
             .ok_or(ParseError::Chunk("size overflows"))?;
     }
-    let rest = line[digits..].trim_ascii_start();
+    let rest = &line[digits..];
+    let rest = &rest[rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count()..];
     match rest.first() {
         None => Ok(size),
         Some(b';') if rest.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)) => Ok(size),
@@ -251,6 +264,9 @@ mod tests {
             b"5 x\r\nhello\r\n0\r\n\r\n",
             b"5\rhello\r\n",
             b"0\r\nbad name: x\r\n\r\n",
+            b"0\r\n\n",
+            b"0\x0c\r\n\r\n",
+            b"0\r\nx-t: 1\n\r\n",
         ] {
             assert!(all(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }

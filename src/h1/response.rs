@@ -65,6 +65,14 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<(usize, Head)>, Pa
             }
             length = Some(n);
         } else if name == TRANSFER_ENCODING {
+            if !f
+                .value
+                .iter()
+                .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+            {
+                // Not a list of codings: no way to tell how the body ends.
+                return Err(ParseError::Malformed("Transfer-Encoding"));
+            }
             // Only the last coding decides (a later field appends to the list).
             let last = f.value.rsplit(|&b| b == b',').next().unwrap_or_default();
             te = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
@@ -73,6 +81,12 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<(usize, Head)>, Pa
             keep_alive_token |= has_token(f.value, "keep-alive");
         }
         headers.append(name, value);
+    }
+    if te.is_some() && version == Version::HTTP_10 {
+        // RFC 9112 §6.1: the framing of an HTTP/1.0 message with Transfer-Encoding is faulty.
+        return Err(ParseError::Malformed(
+            "Transfer-Encoding in an HTTP/1.0 response",
+        ));
     }
     let bodiless = head_request
         || status.is_informational()
@@ -188,6 +202,8 @@ mod tests {
             "HTTP/1.1 200 OK\r\nBad Name: a\r\n\r\n",
             "HTTP/1.1 200 OK\r\nFolded: a\r\n b\r\n\r\n",
             "HTTP/2.0 200 OK\r\n\r\n",
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: \u{f3}47,chunked\r\n\r\n",
         ] {
             assert!(parse(raw.as_bytes(), false).is_err(), "{raw:?}");
         }
