@@ -15,7 +15,8 @@ import statistics
 import sys
 from collections import defaultdict
 
-NAMES = {"nginx": "nginx", "haproxy": "HAProxy", "swarmgate": "swarmgate"}
+NAMES = {"nginx-verbatim": "nginx (guide verbatim)", "nginx": "nginx", "haproxy": "HAProxy",
+         "swarmgate": "swarmgate"}
 UNIT = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 TIME = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 CASES = [  # case id, label
@@ -91,6 +92,8 @@ def med(xs):
 
 def main():
     raw, proxies = sys.argv[1], sys.argv[2].split()
+    # columns: the three always, nginx-verbatim (Kuscia's guide as written) first when it ran
+    order = [p for p in NAMES if p != "nginx-verbatim" or p in proxies]
     # data[proxy][case][key] -> list over reps
     data = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for path in sorted(glob.glob(os.path.join(raw, "wrk", "*.txt"))):
@@ -151,14 +154,14 @@ def main():
     def ratio(a, b):
         return "–" if a is None or not b else "%.2f×" % (a / b)
 
-    cols = [NAMES[p] for p in ("nginx", "haproxy", "swarmgate")]
+    cols = [NAMES[p] for p in order]
     head = "| case | " + " | ".join(cols) + " | swarmgate/nginx | swarmgate/HAProxy |"
     sep = "|" + "---|" * (len(cols) + 3)
 
     def row(label, case, key, kind, scale=1.0):
-        vals = {p: get(p, case, key) for p in ("nginx", "haproxy", "swarmgate")}
+        vals = {p: get(p, case, key) for p in order}
         vals = {p: (v * scale if v is not None else None) for p, v in vals.items()}
-        cells = [fmt(vals[p], kind) for p in ("nginx", "haproxy", "swarmgate")]
+        cells = [fmt(vals[p], kind) for p in order]
         cells += [ratio(vals["swarmgate"], vals["nginx"]), ratio(vals["swarmgate"], vals["haproxy"])]
         return "| %s | %s |" % (label, " | ".join(cells))
 
@@ -197,7 +200,7 @@ def main():
     out.append("|" + "---|" * (len(cols) + 1))
     for case, label in CASES[:6]:
         out.append("| %s | %s |" % (label, " | ".join(fmt(get(p, case, "connects_per_req"), "cpr")
-                                                        for p in ("nginx", "haproxy", "swarmgate"))))
+                                                        for p in order)))
     out.append("")
 
     out.append("## Peak RSS of the proxy during the case, MiB (sum over its processes, sampled every 0.1 s)\n")
@@ -206,7 +209,7 @@ def main():
     for case, label in CASES:
         out.append("| %s | %s |" % (label, " | ".join(
             fmt(get(p, case, "peak_rss_kb") / 1024 if get(p, case, "peak_rss_kb") else None, "mem")
-            for p in ("nginx", "haproxy", "swarmgate"))))
+            for p in order)))
     out.append("")
 
     out.append("## CPU during the measured run, %: proxy process / proxy core / load core / other\n")
@@ -220,7 +223,7 @@ def main():
     out.append("|" + "---|" * (len(cols) + 1))
     for case, label in CASES[:6]:
         cells = []
-        for p in ("nginx", "haproxy", "swarmgate"):
+        for p in order:
             v = [get(p, case, k) for k in ("proxy_cpu_pct", "proxy_core_pct", "load_core_pct", "other_cpu_pct")]
             cells.append("–" if None in v else "%.0f / %.0f / %.0f / %.0f" % tuple(v))
         out.append("| %s | %s |" % (label, " | ".join(cells)))
@@ -237,7 +240,7 @@ def main():
         ("idle", "idle", "bytes_per_conn", "bytes"),
     ]:
         cells = []
-        for p in ("nginx", "haproxy", "swarmgate"):
+        for p in order:
             xs = data.get(p, {}).get(case, {}).get(key, [])
             cells.append(" / ".join(fmt(x, kind) for x in xs) or "–")
         out.append("| %s | %s | %s |" % (label, key, " | ".join(cells)))
