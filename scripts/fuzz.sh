@@ -33,10 +33,12 @@ export RUSTC_BOOTSTRAP=1
 
 # Seeds: the built-in config and a few shapes the parser must handle.
 mkdir -p corpus/config_parse corpus/headers corpus/h1_response
-printf 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' >corpus/h1_response/length
-printf 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nx-t: 1\r\n\r\n' \
+# h1_response: the first byte picks the request's method (even: GET, odd: HEAD)
+printf '0HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' >corpus/h1_response/length
+printf '1HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n' >corpus/h1_response/head
+printf '0HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nx-t: 1\r\n\r\n' \
     >corpus/h1_response/chunked
-printf 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\nrest' \
+printf '0HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\nrest' \
     >corpus/h1_response/close
 cp ../config/builtin.yaml corpus/config_parse/builtin.yaml
 printf 'listen: 127.0.0.1:8080\nclient_header_timeout: 1h30m\nlarge_client_header_buffers: 8k\nupstreams:\n  u:\n    servers:\n      - {address: "10.0.0.1:1080", weight: 2, max_fails: 3, fail_timeout: 10s}\n      - {address: "kuscia:1080", backup: true}\n    health_check: {interval: 5s, expect_status: [2xx, 401]}\nroutes:\n  - {path_prefix: /api, host: a.example, upstream: u}\n' \

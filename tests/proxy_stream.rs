@@ -194,3 +194,89 @@ async fn uploads_reuse_pooled_upstream_connections() {
         "a pooled connection carries the next upload"
     );
 }
+
+/// A server that answers as soon as it has the request head, while the client's chunked upload
+/// is still coming; the upload then grows past `client_max_body_size`. The exchange is cut at
+/// once on both sides: the upstream is not left holding half a body until `read_timeout`, and
+/// the client's response ends (cut) instead of hanging.
+#[tokio::test]
+async fn upload_failing_after_an_early_response_cuts_both_sides() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let oaddr = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        // An early answer whose body never ends; keep reading whatever the proxy sends.
+        s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            .await
+            .unwrap();
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = closed_tx.send(());
+    });
+    let p = proxy(&format!(
+        "client_max_body_size: 1k\nupstreams:\n  u:\n    read_timeout: 60s\n    servers: [{{address: '{oaddr}'}}]\n"
+    ))
+    .await;
+    let mut c = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let chunk = "x".repeat(600);
+    c.write_all(
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The response head comes while the body is still open.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("hello") {
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("early response")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200 "));
+    // Now the body grows past the limit.
+    let _ = c
+        .write_all(format!("258\r\n{chunk}\r\n258\r\n{chunk}\r\n").as_bytes())
+        .await;
+    tokio::time::timeout(Duration::from_secs(10), closed_rx)
+        .await
+        .expect("the upstream connection is closed at once, not after read_timeout")
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "the client's response must end: {}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        !String::from_utf8_lossy(&got).ends_with("0\r\n\r\n"),
+        "cut, not completed: {}",
+        String::from_utf8_lossy(&got)
+    );
+}

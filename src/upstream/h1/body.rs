@@ -78,7 +78,8 @@ impl H1Body {
     /// After a 101 response: the connection as a byte stream (bytes the server sent after the
     /// head come first).
     pub fn into_upgraded(mut self) -> Option<Upgraded> {
-        if !matches!(self.state, State::Upgrade) {
+        if !matches!(self.state, State::Upgrade) || self.writer.is_some() {
+            // A request body still going out would be mixed with the tunnel's bytes.
             return None;
         }
         let conn = self.conn.take()?;
@@ -125,13 +126,19 @@ impl Body for H1Body {
         if let Some(w) = &mut this.writer {
             match w.poll_drive(&mut conn.io, cx) {
                 Poll::Ready(Ok(())) => this.writer = None,
-                Poll::Ready(Err(e)) => {
-                    // The response goes on; the connection cannot be reused.
-                    if let WriteError::Io(e) = &e {
-                        tracing::debug!(error = %e, "request body write failed after the response head");
-                    }
+                Poll::Ready(Err(WriteError::Io(e))) => {
+                    // The server stopped reading; its response may still be complete: it goes
+                    // on, and the connection cannot be reused.
+                    tracing::debug!(error = %e, "request body write failed after the response head");
                     this.writer = None;
                     this.keep_alive = false;
+                }
+                Poll::Ready(Err(WriteError::Body(e))) => {
+                    // The client's body failed (too large, aborted, timed out): the server holds
+                    // an incomplete request and may wait for the rest until `read_timeout`. Cut
+                    // the exchange now, as hyper's client did.
+                    this.writer = None;
+                    return this.fail(cx, H1Error::Body(e));
                 }
                 Poll::Pending => {}
             }

@@ -55,7 +55,8 @@ impl H1Error {
 #[derive(Debug)]
 pub struct Failure {
     pub error: H1Error,
-    /// The request, when none of it reached the server (its body untouched): it can be sent
+    /// The request, when the server cannot have acted on it: its head did not go out whole
+    /// (at most part of it reached the server) and its body is untouched. It can be sent
     /// elsewhere.
     pub returned: Option<Request<ReqBody>>,
 }
