@@ -10,7 +10,8 @@
 # have sane values), headers (strip_hop_by_hop / to_upstream / to_client on arbitrary header
 # maps; no hop-by-hop or Connection-named field survives, framing headers unambiguous) and
 # h1_response (differential: our HTTP/1.1 response codec, src/h1, against hyper's client on the
-# same bytes; ours may never accept what hyper refuses, nor read another status or body).
+# same bytes; ours may never accept what hyper refuses, nor read another status or body) and
+# h1_request (the same for our request parser, src/h1/request.rs, against hyper's server).
 # CI (scripts/test.sh) runs every target for FUZZ_SECONDS=30 without a sanitizer.
 #
 # This machine has only the stable toolchain. cargo-fuzz needs nightly-only flags
@@ -22,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 SECS=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-"config_parse headers h1_response"}
+TARGETS=${FUZZ_TARGETS:-"config_parse headers h1_response h1_request"}
 SANITIZER=${FUZZ_SANITIZER:-address}
 JOBS=${FUZZ_JOBS:-1}
 
@@ -32,7 +33,12 @@ fi
 export RUSTC_BOOTSTRAP=1
 
 # Seeds: the built-in config and a few shapes the parser must handle.
-mkdir -p corpus/config_parse corpus/headers corpus/h1_response
+mkdir -p corpus/config_parse corpus/headers corpus/h1_response corpus/h1_request
+printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' >corpus/h1_request/get
+printf 'POST /u?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello' >corpus/h1_request/length
+printf 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n0\r\nx-t: 1\r\n\r\n' \
+    >corpus/h1_request/chunked
+printf 'GET http://a:1/p HTTP/1.0\r\nConnection: keep-alive\r\n\r\n' >corpus/h1_request/absolute
 # h1_response: the first byte picks the request's method (even: GET, odd: HEAD)
 printf '0HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' >corpus/h1_response/length
 printf '1HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n' >corpus/h1_response/head

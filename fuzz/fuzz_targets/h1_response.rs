@@ -12,10 +12,11 @@
 //! Transfer-Encoding and Content-Length is accepted by both, but ours drops the length and
 //! retires the connection; chunk-size lines longer than 4 KiB are refused by ours.
 #![no_main]
-use bytes::{BufMut, BytesMut};
+#[path = "common.rs"]
+mod common;
+use bytes::BytesMut;
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use swarmgate::h1::chunked::{Decoded, Decoder};
 use swarmgate::h1::response::{self, Framing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -40,18 +41,7 @@ fn ours(input: &[u8], head_request: bool) -> Option<(u16, Vec<u8>)> {
             (buf.len() >= n).then(|| buf[..n].to_vec())?
         }
         Framing::Close => buf.to_vec(),
-        Framing::Chunked => {
-            let mut d = Decoder::default();
-            let mut out = Vec::new();
-            loop {
-                match d.decode(&mut buf).ok()? {
-                    Decoded::Data(b) => out.put_slice(&b),
-                    Decoded::Trailers(_) => {}
-                    Decoded::End => break out,
-                    Decoded::NeedMore => return None,
-                }
-            }
-        }
+        Framing::Chunked => common::chunked_body(&mut buf)?,
     };
     Some((head.status.as_u16(), body))
 }
@@ -105,16 +95,6 @@ async fn hyper_client(input: Vec<u8>, head_request: bool) -> Option<(u16, Vec<u8
     Some((status, body))
 }
 
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-}
-
 fuzz_target!(|input: &[u8]| {
     let Some((&first, data)) = input.split_first() else {
         return;
@@ -123,7 +103,7 @@ fuzz_target!(|input: &[u8]| {
     let Some(mine) = ours(data, head_request) else {
         return;
     };
-    let theirs = runtime().block_on(hyper_client(data.to_vec(), head_request));
+    let theirs = common::runtime().block_on(hyper_client(data.to_vec(), head_request));
     // Both accept or ours is the stricter one: hyper may not refuse what we accept.
     let Some(theirs) = theirs else {
         panic!(

@@ -1,7 +1,135 @@
-//! Request heads on their way to a server.
+//! Request heads: parsed from a client ([`parse`], with the framing rules of RFC 9112 §6 that a
+//! proxy must enforce) and encoded on their way to a server ([`encode_head`]).
+//!
+//! The parser is the first brick of issue 16's client side: hyper's HTTP/1.1 server still serves
+//! clients today. `fuzz/fuzz_targets/h1_request.rs` holds it to hyper's server on the same bytes.
 
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, Uri};
+use super::response::content_length;
+use super::{has_token, ParseError};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+
+/// Most header fields a request head may carry (hyper's default too).
+pub const MAX_HEADERS: usize = 100;
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct Head {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    /// As received, except that a `Content-Length` beside chunked framing is removed.
+    pub headers: HeaderMap,
+    pub framing: BodyFraming,
+    /// The client may send another request on this connection after this one.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`.
+    pub expect_continue: bool,
+}
+
+/// Parses a request head at the start of `buf`. `Ok(None)`: incomplete, read more. On success,
+/// how many bytes the head took. Refused (400, or 431 for [`ParseError::TooLarge`]): what
+/// `httparse` refuses (bad request line, bad field names or values, obs-fold, bare CR), a
+/// target `http::Uri` refuses, conflicting or malformed `Content-Length`, `Transfer-Encoding` in
+/// HTTP/1.0 or whose last coding is not `chunked` (or that names `chunked` twice).
+/// `Content-Length` beside chunked: chunked wins, the length is dropped and the connection
+/// closes after the response (RFC 9112 §6.3 rule 3).
+pub fn parse(buf: &[u8]) -> Result<Option<(usize, Head)>, ParseError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(buf)? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let method = req
+        .method
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        .ok_or(ParseError::Malformed("method"))?;
+    let uri = req
+        .path
+        .and_then(|p| p.parse::<Uri>().ok())
+        .ok_or(ParseError::Malformed("request target"))?;
+    let version = match req.version {
+        Some(0) => Version::HTTP_10,
+        Some(1) => Version::HTTP_11,
+        _ => return Err(ParseError::Malformed("version")),
+    };
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut te_seen = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut expect_continue = false;
+    for f in req.headers.iter() {
+        let name = HeaderName::from_bytes(f.name.as_bytes())
+            .map_err(|_| ParseError::Malformed("header name"))?;
+        let value =
+            HeaderValue::from_bytes(f.value).map_err(|_| ParseError::Malformed("header value"))?;
+        if name == CONTENT_LENGTH {
+            if f.value.contains(&b',') {
+                // A list (`5, 5`): legal to recover from in a response, refused in a request
+                // (hyper refuses it too; equal repeated fields are accepted).
+                return Err(ParseError::ContentLength);
+            }
+            let n = content_length(f.value)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(ParseError::ContentLength);
+            }
+            length = Some(n);
+        } else if name == TRANSFER_ENCODING {
+            if version == Version::HTTP_10 {
+                return Err(ParseError::Malformed(
+                    "Transfer-Encoding in an HTTP/1.0 request",
+                ));
+            }
+            te_seen = true;
+            for coding in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                let name = coding.split(|&b| b == b';').next().unwrap_or_default();
+                if chunked || !is_token(name.trim_ascii_end()) {
+                    // Something after chunked (in this field or a later one).
+                    return Err(ParseError::Malformed("Transfer-Encoding"));
+                }
+                chunked = coding.eq_ignore_ascii_case(b"chunked");
+            }
+        } else if name == CONNECTION {
+            close |= has_token(f.value, "close");
+            keep_alive_token |= has_token(f.value, "keep-alive");
+        } else if name == EXPECT {
+            expect_continue |= f.value.eq_ignore_ascii_case(b"100-continue");
+        }
+        headers.append(name, value);
+    }
+    if te_seen && !chunked {
+        // The body's end could not be known (a request is never close-delimited).
+        return Err(ParseError::Malformed("Transfer-Encoding"));
+    }
+    let both = chunked && length.is_some();
+    if both {
+        headers.remove(CONTENT_LENGTH);
+    }
+    let framing = match (chunked, length) {
+        (true, _) => BodyFraming::Chunked,
+        (false, Some(0) | None) => BodyFraming::None,
+        (false, Some(n)) => BodyFraming::Length(n),
+    };
+    let keep_alive = match version {
+        Version::HTTP_11 => !close,
+        _ => keep_alive_token && !close,
+    } && !both;
+    Ok(Some((
+        len,
+        Head {
+            method,
+            uri,
+            version,
+            headers,
+            framing,
+            keep_alive,
+            expect_continue,
+        },
+    )))
+}
 
 /// How a request body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +140,13 @@ pub enum BodyFraming {
     Length(u64),
     /// `Transfer-Encoding: chunked` (added to the head by [`encode_head`]).
     Chunked,
+}
+
+/// RFC 9110 §5.6.2 `token`: one or more tchar.
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Chooses the framing: the declared length when there is one, nothing for a body known to be
@@ -61,7 +196,65 @@ pub fn encode_head(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+
+    fn ok(raw: &str) -> Head {
+        parse(raw.as_bytes()).unwrap().unwrap().1
+    }
+
+    #[test]
+    fn request_framing() {
+        assert_eq!(
+            ok("GET / HTTP/1.1\r\nHost: x\r\n\r\n").framing,
+            BodyFraming::None
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").framing,
+            BodyFraming::Length(5)
+        );
+        let h = ok("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Chunked);
+        assert!(h.headers.get(CONTENT_LENGTH).is_none() && !h.keep_alive);
+        assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+        assert!(ok("PUT /x HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n").expect_continue);
+        assert_eq!(ok("OPTIONS * HTTP/1.1\r\n\r\n").uri, "*");
+        assert_eq!(
+            ok("GET http://a:1/p?q HTTP/1.1\r\n\r\n")
+                .uri
+                .authority()
+                .unwrap(),
+            "a:1"
+        );
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn ambiguous_requests_are_refused() {
+        for raw in [
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5,5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 0x5\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: \u{ff}, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding:\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: \"x\", chunked\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nFolded: a\r\n b\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Name: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n",
+            "GET /a b HTTP/1.1\r\n\r\n",
+            "GET / HTTP/2.0\r\n\r\n",
+            "G@T / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(parse(raw.as_bytes()).is_err(), "{raw:?}");
+        }
+    }
 
     #[test]
     fn head_is_origin_form_with_framing() {
