@@ -28,3 +28,12 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
             .expect("runtime")
     })
 }
+
+/// The differential verdict: ours may not accept what hyper refuses, nor read it differently.
+pub fn compare<T: PartialEq + std::fmt::Debug>(mine: T, theirs: Option<T>, input: &[u8]) {
+    let text = String::from_utf8_lossy(input);
+    let Some(theirs) = theirs else {
+        panic!("ours accepts, hyper refuses: {mine:?} from {text:?}");
+    };
+    assert_eq!(mine, theirs, "ours and hyper differ for {text:?}");
+}

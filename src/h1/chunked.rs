@@ -3,7 +3,7 @@
 
 use super::ParseError;
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 
 /// Longest chunk-size line, extensions included (hyper allows more extension bytes in total,
 /// but no legitimate sender needs a longer line).
@@ -109,10 +109,7 @@ impl Decoder {
                             }
                             let mut map = HeaderMap::with_capacity(fields.len());
                             for f in fields {
-                                let name = HeaderName::from_bytes(f.name.as_bytes())
-                                    .map_err(|_| ParseError::Malformed("trailer name"))?;
-                                let value = HeaderValue::from_bytes(f.value)
-                                    .map_err(|_| ParseError::Malformed("trailer value"))?;
+                                let (name, value) = super::field(f)?;
                                 map.append(name, value);
                             }
                             buf.advance(n);
@@ -188,20 +185,6 @@ pub fn encode_size(len: usize) -> Bytes {
 pub const CRLF: &[u8] = b"\r\n";
 /// The last chunk of a body without trailers.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
-
-/// The last chunk followed by `trailers`.
-pub fn encode_trailers(trailers: &HeaderMap) -> Bytes {
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(b"0\r\n");
-    for (name, value) in trailers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    Bytes::from(out)
-}
 
 #[cfg(test)]
 mod tests {

@@ -38,6 +38,32 @@ impl From<httparse::Error> for ParseError {
     }
 }
 
+/// `httparse`'s version number as an HTTP version (only 1.0 and 1.1 exist here).
+pub(crate) fn version(v: Option<u8>) -> Result<http::Version, ParseError> {
+    match v {
+        Some(0) => Ok(http::Version::HTTP_10),
+        Some(1) => Ok(http::Version::HTTP_11),
+        _ => Err(ParseError::Malformed("version")),
+    }
+}
+
+/// One parsed field as `http` types (which validate the name and value once more).
+pub(crate) fn field(
+    f: &httparse::Header<'_>,
+) -> Result<(http::HeaderName, http::HeaderValue), ParseError> {
+    let name = http::HeaderName::from_bytes(f.name.as_bytes())
+        .map_err(|_| ParseError::Malformed("header name"))?;
+    let value = http::HeaderValue::from_bytes(f.value)
+        .map_err(|_| ParseError::Malformed("header value"))?;
+    Ok((name, value))
+}
+
+/// Whether the connection stays open after this message (RFC 9112 §9.3): HTTP/1.1 unless
+/// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+pub(crate) fn persistent(version: http::Version, close: bool, keep_alive_token: bool) -> bool {
+    !close && (version == http::Version::HTTP_11 || keep_alive_token)
+}
+
 /// Whether a comma-separated header value list contains `token` (case-insensitive).
 pub fn has_token(value: &[u8], token: &str) -> bool {
     value

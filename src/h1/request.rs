@@ -7,7 +7,7 @@
 use super::response::content_length;
 use super::{has_token, ParseError};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use http::{HeaderMap, Method, Uri, Version};
 
 /// Most header fields a request head may carry (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
@@ -49,11 +49,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(usize, Head)>, ParseError> {
         .path
         .and_then(|p| p.parse::<Uri>().ok())
         .ok_or(ParseError::Malformed("request target"))?;
-    let version = match req.version {
-        Some(0) => Version::HTTP_10,
-        Some(1) => Version::HTTP_11,
-        _ => return Err(ParseError::Malformed("version")),
-    };
+    let version = super::version(req.version)?;
     let mut headers = HeaderMap::with_capacity(req.headers.len());
     let mut length: Option<u64> = None;
     let mut chunked = false;
@@ -62,10 +58,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(usize, Head)>, ParseError> {
     let mut keep_alive_token = false;
     let mut expect_continue = false;
     for f in req.headers.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes())
-            .map_err(|_| ParseError::Malformed("header name"))?;
-        let value =
-            HeaderValue::from_bytes(f.value).map_err(|_| ParseError::Malformed("header value"))?;
+        let (name, value) = super::field(f)?;
         if name == CONTENT_LENGTH {
             if f.value.contains(&b',') {
                 // A list (`5, 5`): legal to recover from in a response, refused in a request
@@ -113,10 +106,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(usize, Head)>, ParseError> {
         (false, Some(0) | None) => BodyFraming::None,
         (false, Some(n)) => BodyFraming::Length(n),
     };
-    let keep_alive = match version {
-        Version::HTTP_11 => !close,
-        _ => keep_alive_token && !close,
-    } && !both;
+    let keep_alive = super::persistent(version, close, keep_alive_token) && !both;
     Ok(Some((
         len,
         Head {
@@ -196,6 +186,7 @@ pub fn encode_head(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn ok(raw: &str) -> Head {
         parse(raw.as_bytes()).unwrap().unwrap().1

@@ -2,7 +2,7 @@
 
 use super::{has_token, ParseError};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use http::{HeaderMap, StatusCode, Version};
 
 /// Most header fields a response head may carry (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
@@ -43,21 +43,14 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<(usize, Head)>, Pa
     };
     let code = res.code.ok_or(ParseError::Malformed("status"))?;
     let status = StatusCode::from_u16(code).map_err(|_| ParseError::Malformed("status"))?;
-    let version = match res.version {
-        Some(0) => Version::HTTP_10,
-        Some(1) => Version::HTTP_11,
-        _ => return Err(ParseError::Malformed("version")),
-    };
+    let version = super::version(res.version)?;
     let mut headers = HeaderMap::with_capacity(res.headers.len());
     let mut length: Option<u64> = None;
     let mut te: Option<bool> = None; // Some(final coding is chunked)
     let mut close = false;
     let mut keep_alive_token = false;
     for f in res.headers.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes())
-            .map_err(|_| ParseError::Malformed("header name"))?;
-        let value =
-            HeaderValue::from_bytes(f.value).map_err(|_| ParseError::Malformed("header value"))?;
+        let (name, value) = super::field(f)?;
         if name == CONTENT_LENGTH {
             let n = content_length(f.value)?;
             if length.is_some_and(|l| l != n) {
@@ -106,11 +99,8 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<(usize, Head)>, Pa
         // bug, and must not reach the next hop.
         headers.remove(CONTENT_LENGTH);
     }
-    let keep_alive = match version {
-        Version::HTTP_11 => !close,
-        _ => keep_alive_token && !close,
-    } && !both
-        && framing != Framing::Close;
+    let keep_alive =
+        super::persistent(version, close, keep_alive_token) && !both && framing != Framing::Close;
     Ok(Some((
         len,
         Head {
