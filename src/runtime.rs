@@ -55,7 +55,8 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub routes: Vec<Route>,
     pub upstreams: Vec<Arc<Upstream>>,
-    pub client: ClientLimits,
+    /// Shared with every client connection (which keeps the limits it started with).
+    pub client: Arc<ClientLimits>,
     pub access_log: bool,
     /// `admin.token_file`'s token (read at start and reload), when configured.
     pub admin_token: Option<Arc<str>>,
@@ -169,7 +170,7 @@ impl Runtime {
             })
             .collect();
         Ok(Runtime {
-            client: config.client.clone(),
+            client: Arc::new(config.client.clone()),
             access_log: config.access_log,
             admin_token,
             config,

@@ -94,13 +94,7 @@ async fn https_upstream_verified_against_tls_ca_and_refused_without_it() {
 async fn tls_listener_serves_http11() {
     let pki = pki("listen");
     let o = named("a").await;
-    let p = proxy(&format!(
-        "tls: {{cert: '{}', key: '{}'}}\n{}",
-        pki.dir.join("cert.pem").display(),
-        pki.dir.join("key.pem").display(),
-        one_upstream(o.addr)
-    ))
-    .await;
+    let p = proxy(&tls_listener(&pki, &one_upstream(o.addr))).await;
     let cfg = pki.client_config(&[b"http/1.1"]);
     let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(cfg)

@@ -90,8 +90,8 @@ pub struct ClientLimits {
     /// `large_client_header_buffers`: largest request head, bytes (431 above). Default 64 KiB.
     pub max_header_size: usize,
     /// `client_body_buffer_size`: largest single read from a client connection while a request
-    /// body streams. Default 256 KiB. hyper keeps a connection's read buffer at the largest size
-    /// it reached, so a connection that streamed a large body holds up to this much.
+    /// body streams. Default 256 KiB. Reads start at 16 KiB and double while they fill; the
+    /// buffer is freed when the request ends.
     pub read_buffer_size: usize,
     /// `max_headers`: most header fields in a request (431 above). Default 100.
     pub max_headers: usize,

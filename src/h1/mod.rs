@@ -2,11 +2,14 @@
 //! buffers, no I/O. What `httparse` accepts but a proxy must refuse (conflicting framing,
 //! malformed lengths, bare LF in chunk lines, oversize chunk sizes) is refused here.
 //!
-//! Used today by the upstream side (`upstream::h1`): request heads are encoded with
-//! [`request::encode_head`], response heads parsed with [`response::parse`], chunked bodies
-//! decoded with [`chunked::Decoder`] and encoded with [`chunked::encode_size`].
+//! Used by both sides: towards servers (`upstream::h1`) request heads are encoded with
+//! [`request::encode_head`] and response heads parsed with [`response::parse`]; from clients
+//! (`proxy::h1`) request heads are parsed with [`request::parse_buf`]. Chunked bodies are
+//! decoded with [`chunked::Decoder`] and encoded with [`chunked::encode_size`] both ways, and
+//! [`outbox::Outbox`] queues what either side writes.
 
 pub mod chunked;
+pub mod outbox;
 pub mod request;
 pub mod response;
 

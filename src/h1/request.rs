@@ -1,13 +1,15 @@
 //! Request heads: parsed from a client ([`parse`], with the framing rules of RFC 9112 §6 that a
 //! proxy must enforce) and encoded on their way to a server ([`encode_head`]).
 //!
-//! The parser is the first brick of issue 16's client side: hyper's HTTP/1.1 server still serves
-//! clients today. `fuzz/fuzz_targets/h1_request.rs` holds it to hyper's server on the same bytes.
+//! The parser serves clients in `proxy::h1`; `fuzz/fuzz_targets/h1_request.rs` holds it to
+//! hyper's server on the same bytes.
 
 use super::response::content_length;
 use super::{has_token, ParseError};
+use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, Uri, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use std::ops::Range;
 
 /// Most header fields a request head may carry (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
@@ -35,8 +37,72 @@ pub struct Head {
 /// `Content-Length` beside chunked: chunked wins, the length is dropped and the connection
 /// closes after the response (RFC 9112 §6.3 rule 3).
 pub fn parse(buf: &[u8]) -> Result<Option<(usize, Head)>, ParseError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut fields);
+    let mut b = BytesMut::from(buf);
+    Ok(parse_buf(&mut b, MAX_HEADERS)?.map(|h| (buf.len() - b.len(), h)))
+}
+
+/// [`parse`] on a read buffer, allowing `max_headers` fields (more: [`ParseError::TooLarge`]).
+/// A complete head is taken off the front of `buf` and not copied: the header values and the
+/// target share its bytes (one allocation for the head instead of one per field, as hyper does).
+pub fn parse_buf(buf: &mut BytesMut, max_headers: usize) -> Result<Option<Head>, ParseError> {
+    let scanned = if max_headers <= MAX_HEADERS {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        scan(buf, &mut fields[..max_headers])?
+    } else {
+        scan(buf, &mut vec![httparse::EMPTY_HEADER; max_headers])?
+    };
+    let Some(s) = scanned else {
+        return Ok(None);
+    };
+    let bytes = buf.split_to(s.len).freeze();
+    let uri = Uri::from_maybe_shared(bytes.slice(s.target))
+        .map_err(|_| ParseError::Malformed("request target"))?;
+    // Room for the fields the proxy adds (X-Forwarded-*, X-Real-IP) without growing.
+    let mut headers = HeaderMap::with_capacity(s.fields.len() + 6);
+    for (name, range) in s.fields {
+        if s.drop_length && name == CONTENT_LENGTH {
+            continue;
+        }
+        let value = HeaderValue::from_maybe_shared(bytes.slice(range))
+            .map_err(|_| ParseError::Malformed("header value"))?;
+        headers.append(name, value);
+    }
+    Ok(Some(Head {
+        method: s.method,
+        uri,
+        version: s.version,
+        headers,
+        framing: s.framing,
+        keep_alive: s.keep_alive,
+        expect_continue: s.expect_continue,
+    }))
+}
+
+/// A request head checked in place: where its parts are in the buffer.
+struct Scanned {
+    len: usize,
+    method: Method,
+    version: Version,
+    target: Range<usize>,
+    fields: Vec<(HeaderName, Range<usize>)>,
+    /// `Content-Length` beside chunked: removed.
+    drop_length: bool,
+    framing: BodyFraming,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+/// Where `part` (a slice of `buf`) lies in `buf`.
+fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+fn scan<'b>(
+    buf: &'b [u8],
+    fields: &mut [httparse::Header<'b>],
+) -> Result<Option<Scanned>, ParseError> {
+    let mut req = httparse::Request::new(fields);
     let len = match req.parse(buf)? {
         httparse::Status::Complete(n) => n,
         httparse::Status::Partial => return Ok(None),
@@ -45,12 +111,12 @@ pub fn parse(buf: &[u8]) -> Result<Option<(usize, Head)>, ParseError> {
         .method
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
         .ok_or(ParseError::Malformed("method"))?;
-    let uri = req
+    let target = req
         .path
-        .and_then(|p| p.parse::<Uri>().ok())
+        .map(|p| range_in(buf, p.as_bytes()))
         .ok_or(ParseError::Malformed("request target"))?;
     let version = super::version(req.version)?;
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut out = Vec::with_capacity(req.headers.len());
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut te_seen = false;
@@ -58,7 +124,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<(usize, Head)>, ParseError> {
     let mut keep_alive_token = false;
     let mut expect_continue = false;
     for f in req.headers.iter() {
-        let (name, value) = super::field(f)?;
+        let name = HeaderName::from_bytes(f.name.as_bytes())
+            .map_err(|_| ParseError::Malformed("header name"))?;
+        if !f.value.iter().all(|&b| (b >= 32 && b != 127) || b == b'\t') {
+            return Err(ParseError::Malformed("header value"));
+        }
         if name == CONTENT_LENGTH {
             if f.value.contains(&b',') {
                 // A list (`5, 5`): legal to recover from in a response, refused in a request
@@ -91,34 +161,29 @@ pub fn parse(buf: &[u8]) -> Result<Option<(usize, Head)>, ParseError> {
         } else if name == EXPECT {
             expect_continue |= f.value.eq_ignore_ascii_case(b"100-continue");
         }
-        headers.append(name, value);
+        out.push((name, range_in(buf, f.value)));
     }
     if te_seen && !chunked {
         // The body's end could not be known (a request is never close-delimited).
         return Err(ParseError::Malformed("Transfer-Encoding"));
     }
     let both = chunked && length.is_some();
-    if both {
-        headers.remove(CONTENT_LENGTH);
-    }
     let framing = match (chunked, length) {
         (true, _) => BodyFraming::Chunked,
         (false, Some(0) | None) => BodyFraming::None,
         (false, Some(n)) => BodyFraming::Length(n),
     };
-    let keep_alive = super::persistent(version, close, keep_alive_token) && !both;
-    Ok(Some((
+    Ok(Some(Scanned {
         len,
-        Head {
-            method,
-            uri,
-            version,
-            headers,
-            framing,
-            keep_alive,
-            expect_continue,
-        },
-    )))
+        method,
+        version,
+        target,
+        fields: out,
+        drop_length: both,
+        framing,
+        keep_alive: super::persistent(version, close, keep_alive_token) && !both,
+        expect_continue,
+    }))
 }
 
 /// How a request body is delimited on the wire.

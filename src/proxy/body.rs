@@ -108,6 +108,14 @@ impl ResBody {
         self
     }
 
+    /// The bytes of a complete body (`None`: empty or streamed).
+    pub fn into_full(mut self) -> Option<Bytes> {
+        match &mut self.kind {
+            Kind::Full(b) => b.take(),
+            Kind::Streamed(_) => None,
+        }
+    }
+
     /// A streamed upstream body (a complete one carries no trailers).
     pub fn may_have_trailers(&self) -> bool {
         matches!(self.kind, Kind::Streamed(_))

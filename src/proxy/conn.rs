@@ -30,6 +30,8 @@ pub struct ConnState {
     /// The client may still be sending when the connection closes (a response went out before
     /// its request body was read, or the head was rejected): close it lingering (`linger.rs`).
     linger: AtomicBool,
+    /// Upgraded (101): a tunnel, to which no request timeout applies.
+    tunnel: AtomicBool,
     /// The connection's task while it waits with a request in flight: woken when the request
     /// ends so that the idle timer (`keepalive_timeout`) gets armed. hyper does not poll the
     /// socket again after a response unless something wakes it.
@@ -46,6 +48,7 @@ impl ConnState {
             closing: AtomicBool::new(false),
             multiplexed: AtomicBool::new(false),
             linger: AtomicBool::new(false),
+            tunnel: AtomicBool::new(false),
             idle_waker: AtomicWaker::new(),
         }
     }
@@ -80,6 +83,11 @@ impl ConnState {
 
     pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Relaxed)
+    }
+
+    /// The connection was upgraded (see the field).
+    pub fn set_tunnel(&self) {
+        self.tunnel.store(true, Ordering::Relaxed);
     }
 
     /// The connection speaks HTTP/2 (see the field).
@@ -130,7 +138,9 @@ impl<T> TimedIo<T> {
         if matches!(self.head, Some((_, seq)) if seq != requests) {
             self.head = None; // that head was parsed
         }
-        if self.state.in_flight.load(Ordering::Acquire) > 0 {
+        if self.state.in_flight.load(Ordering::Acquire) > 0
+            || self.state.tunnel.load(Ordering::Relaxed)
+        {
             return None;
         }
         Some(match self.head {
@@ -140,6 +150,24 @@ impl<T> TimedIo<T> {
                 self.state.base + idle + self.timeouts.keepalive
             }
         })
+    }
+}
+
+impl<T: super::h1::ClientIo> super::h1::ClientIo for TimedIo<T> {
+    const WAITS_WITHOUT_BUFFER: bool = T::WAITS_WITHOUT_BUFFER;
+
+    /// Readiness of the socket, failing with `TimedOut` like a read would.
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.inner.poll_read_ready(cx) {
+            Poll::Pending => match self.deadline() {
+                Some(d) => match self.timer.poll_expired(cx, d) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
+                    Poll::Pending => Poll::Pending,
+                },
+                None => Poll::Pending,
+            },
+            ready => ready,
+        }
     }
 }
 

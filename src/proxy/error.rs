@@ -13,6 +13,9 @@ use http::{header, HeaderValue, Response, StatusCode};
 pub enum ProxyError {
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// A request head over `large_client_header_buffers` or with more than `max_headers` fields.
+    #[error("request head too large")]
+    HeadTooLarge,
     #[error("request target longer than max_uri_length")]
     UriTooLong,
     #[error("no route for this host and path")]
@@ -85,6 +88,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::BadTarget(_) => StatusCode::BAD_REQUEST,
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge | ProxyError::ClientBody(BodyError::TooLarge) => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -134,6 +138,7 @@ impl ProxyError {
             ProxyError::Forbidden(_) => code::PERMISSION_DENIED,
             ProxyError::BadRequest(_)
             | ProxyError::UriTooLong
+            | ProxyError::HeadTooLarge
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::ClientBody(_) => code::INTERNAL,
         }
@@ -159,6 +164,7 @@ impl ProxyError {
         matches!(
             self,
             ProxyError::BadRequest(_)
+                | ProxyError::HeadTooLarge
                 | ProxyError::BodyTooLarge
                 | ProxyError::ClientBody(_)
                 | ProxyError::UriTooLong

@@ -9,11 +9,10 @@ use super::grpc;
 use super::guard::RequestGuard;
 use super::headers;
 use super::upgrade;
-use crate::body::ReqBody;
+use crate::body::{ClientBody, ReqBody};
 use crate::runtime::{Runtime, Shared, Target};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,7 +32,7 @@ pub struct ConnCtx {
 }
 
 pub async fn handle(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     cx: Arc<ConnCtx>,
 ) -> Result<Response<ResBody>, Infallible> {
     let rt = cx.shared.runtime_full();
@@ -94,7 +93,8 @@ pub async fn handle(
         // Connection-specific fields do not exist in HTTP/2 (RFC 9113 §8.2.2); shutdown is
         // a GOAWAY instead.
         resp.headers_mut().remove(header::CONNECTION);
-    } else if (limit != 0 && seq >= limit) || cx.shared.is_shutting_down() || cx.state.is_closing()
+    } else if resp.status() != StatusCode::SWITCHING_PROTOCOLS // its `Connection: upgrade` stays
+        && ((limit != 0 && seq >= limit) || cx.shared.is_shutting_down() || cx.state.is_closing())
     {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -109,7 +109,7 @@ fn origin_form(uri: &Uri) -> Uri {
 }
 
 /// The host a request is for: the absolute-form authority, else the Host header, port removed.
-fn request_host(req: &Request<Incoming>) -> Option<&str> {
+fn request_host(req: &Request<ClientBody>) -> Option<&str> {
     let raw = match req.uri().authority() {
         Some(a) => a.as_str(),
         None => req.headers().get(header::HOST)?.to_str().ok()?,
@@ -118,7 +118,7 @@ fn request_host(req: &Request<Incoming>) -> Option<&str> {
 }
 
 async fn proxy(
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     cx: &ConnCtx,
     rt: &Runtime,
     guard: &mut RequestGuard,
@@ -173,7 +173,8 @@ async fn proxy(
     let upgrade = req.headers().contains_key(header::UPGRADE)
         && headers::connection_has(req.headers(), "upgrade")
         && !headers::upgrade_refused(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    // Only an HTTP/1.1 connection can switch protocols.
+    let client_upgrade = upgrade && req.version() != Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
     let keep_te = parts.version == Version::HTTP_2 || grpc::is_grpc(&parts.headers);
     headers::to_upstream(
@@ -207,12 +208,15 @@ async fn proxy(
     let (response, lease, read_timeout) = fwd.into_lease();
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
+        if !client_upgrade {
             return Err(ProxyError::Upstream101);
-        };
+        }
         let (mut rparts, body) = response.into_parts();
         let upstream_upgrade = body.into_upgraded().ok_or(ProxyError::Upstream101)?;
-        upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, lease.server.label.clone());
+        rparts.extensions.insert(upgrade::UpstreamUpgrade::new(
+            upstream_upgrade,
+            lease.server.label.clone(),
+        ));
         headers::to_client(&mut rparts.headers, true);
         return Ok(Response::from_parts(rparts, ResBody::empty()));
     }

@@ -118,6 +118,17 @@ async fn linger(mut stream: TcpStream, config: Lingering) {
     tracing::debug!(result = label, discarded, elapsed = ?start.elapsed(), "lingering close");
 }
 
+impl super::h1::ClientIo for LingerOnDrop {
+    const WAITS_WITHOUT_BUFFER: bool = true;
+
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.stream() {
+            Ok(s) => s.poll_read_ready(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
 impl AsyncRead for LingerOnDrop {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod forward;
 pub mod grpc;
 pub mod guard;
+pub mod h1;
 pub mod handler;
 pub mod headers;
 pub mod http2;

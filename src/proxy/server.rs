@@ -1,6 +1,6 @@
-//! Listeners: accept, optional TLS, serve HTTP/1.1 or HTTP/2 (ALPN on TLS, the preface on plain
-//! TCP) with the connection timeouts of `conn`, and drain gracefully on shutdown (HTTP/1.1:
-//! keepalive off; HTTP/2: GOAWAY; in-flight requests finish).
+//! Listeners: accept, optional TLS, serve HTTP/1.1 (our server, `h1`) or HTTP/2 (hyper's; ALPN
+//! on TLS, the preface on plain TCP) with the connection timeouts of `conn`, and drain
+//! gracefully on shutdown (HTTP/1.1: keepalive off; HTTP/2: GOAWAY; in-flight requests finish).
 
 use super::conn::{ConnState, ConnTimeouts, TimedIo};
 use super::handler::{self, ConnCtx};
@@ -104,62 +104,87 @@ pub async fn accept_loop(listener: TcpListener, mut ctx: ListenerCtx) {
     }
 }
 
-async fn serve(
+/// One client connection. Every connection's task is as large as the largest state of this
+/// future, so only the plain HTTP/1.1 path is inline (an idle keep-alive connection is what it
+/// holds there); sniffing, TLS and HTTP/2 are boxed. Not an `async fn`: those keep a second
+/// copy of their arguments.
+#[allow(clippy::manual_async_fn)] // see the doc comment
+fn serve(
     stream: TcpStream,
     peer: std::net::SocketAddr,
     ctx: ListenerCtx,
-    _permit: Option<OwnedSemaphorePermit>,
-) {
-    let rt = ctx.shared.runtime_full();
-    let limits = rt.client.clone();
-    let h2 = rt.config.http2;
-    drop(rt);
-    let mut shutdown = ctx.shutdown.clone();
-    let sniffed = match ctx.tls {
-        // A connection that has sent nothing yet is closed on shutdown.
-        None => tokio::select! {
-            s = super::http2::sniff(&stream, limits.header_timeout) => s,
-            _ = shutdown.changed() => Sniffed::Nothing,
-        },
-        Some(_) => Sniffed::Http1, // ALPN decides after the handshake
-    };
-    if sniffed == Sniffed::Nothing {
-        return;
-    }
-    let state = Arc::new(ConnState::new());
-    let stream = super::linger::LingerOnDrop::new(stream, state.clone(), limits.lingering);
-    let io = TimedIo::new(
-        stream,
-        state.clone(),
-        ConnTimeouts {
-            header: limits.header_timeout,
-            keepalive: limits.keepalive_timeout,
-        },
-    );
-    let proto = if ctx.tls.is_some() { "https" } else { "http" };
-    let cx = Arc::new(ConnCtx {
-        shared: ctx.shared.clone(),
-        listener: ctx.listen,
-        peer,
-        proto,
-        client_ip: super::headers::ip_value(peer.ip()),
-        state: state.clone(),
-    });
-    match &ctx.tls {
-        None if sniffed == Sniffed::H2 => {
-            drive_h2(TokioIo::new(io), cx, &h2, &limits, ctx.shutdown).await
+    permit: Option<OwnedSemaphorePermit>,
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let limits = ctx.shared.runtime_full().client.clone();
+        let sniffed = match ctx.tls {
+            // A connection that has sent nothing yet is closed on shutdown.
+            None => {
+                let mut shutdown = ctx.shutdown.clone();
+                let timeout = limits.header_timeout;
+                Box::pin(async {
+                    tokio::select! {
+                        s = super::http2::sniff(&stream, timeout) => s,
+                        _ = shutdown.changed() => Sniffed::Nothing,
+                    }
+                })
+                .await
+            }
+            Some(_) => Sniffed::Http1, // ALPN decides after the handshake
+        };
+        if sniffed == Sniffed::Nothing {
+            return;
         }
-        None => drive(TokioIo::new(io), cx, &limits, ctx.shutdown).await,
-        Some(acceptor) => {
-            match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
-                Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                    drive_h2(TokioIo::new(tls), cx, &h2, &limits, ctx.shutdown).await
-                }
-                Ok(Ok(tls)) => drive(TokioIo::new(tls), cx, &limits, ctx.shutdown).await,
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        let state = Arc::new(ConnState::new());
+        let stream = super::linger::LingerOnDrop::new(stream, state.clone(), limits.lingering);
+        let io = TimedIo::new(
+            stream,
+            state.clone(),
+            ConnTimeouts {
+                header: limits.header_timeout,
+                keepalive: limits.keepalive_timeout,
+            },
+        );
+        let proto = if ctx.tls.is_some() { "https" } else { "http" };
+        let cx = Arc::new(ConnCtx {
+            shared: ctx.shared.clone(),
+            listener: ctx.listen,
+            peer,
+            proto,
+            client_ip: super::headers::ip_value(peer.ip()),
+            state,
+        });
+        match ctx.tls {
+            None if sniffed == Sniffed::H2 => {
+                let h2 = ctx.shared.runtime_full().config.http2;
+                Box::pin(drive_h2(TokioIo::new(io), cx, &h2, &limits, ctx.shutdown)).await
+            }
+            None => super::h1::serve(io, cx, &limits, ctx.shutdown).await,
+            Some(acceptor) => {
+                Box::pin(serve_tls(acceptor, io, cx, limits, ctx.shutdown)).await;
             }
         }
+        drop(permit);
+    }
+}
+
+/// The TLS handshake (ALPN picks the protocol), then the connection.
+async fn serve_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
+    io: TimedIo<super::linger::LingerOnDrop>,
+    cx: Arc<ConnCtx>,
+    limits: Arc<crate::config::ClientLimits>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let peer = cx.peer;
+    let h2 = cx.shared.runtime_full().config.http2;
+    match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
+        Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+            drive_h2(TokioIo::new(tls), cx, &h2, &limits, shutdown).await
+        }
+        Ok(Ok(tls)) => super::h1::serve(tls, cx, &limits, shutdown).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
 }
 
@@ -176,41 +201,13 @@ async fn drive_h2<I>(
     let state = cx.state.clone();
     state.set_multiplexed();
     let peer = cx.peer;
-    let svc = service_fn(move |req| handler::handle(req, cx.clone()));
+    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        handler::handle(req.map(crate::body::ClientBody::H2), cx.clone())
+    });
     let conn = super::http2::server_builder(h2, limits).serve_connection(io, svc);
     tokio::pin!(conn);
     let graceful = |c: Pin<&mut _>| hyper::server::conn::http2::Connection::graceful_shutdown(c);
     let _ = until_done(conn, graceful, &state, &mut shutdown, peer).await;
-}
-
-async fn drive<I>(
-    io: I,
-    cx: Arc<ConnCtx>,
-    limits: &crate::config::ClientLimits,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    I: Read + Write + Unpin + Send + 'static,
-{
-    let state = cx.state.clone();
-    let peer = cx.peer;
-    let svc = service_fn(move |req| handler::handle(req, cx.clone()));
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .header_read_timeout(None)
-        .keep_alive(true)
-        .max_headers(limits.max_headers)
-        .max_header_size(limits.max_header_size)
-        .max_buf_size(limits.max_header_size.max(limits.read_buffer_size));
-    let conn = builder.serve_connection(io, svc).with_upgrades();
-    tokio::pin!(conn);
-    let graceful =
-        |c: Pin<&mut _>| hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(c);
-    if let Err(e) = until_done(conn, graceful, &state, &mut shutdown, peer).await {
-        // hyper rejected the request head (400, 431): the client may still be sending it.
-        if e.is_parse() || e.is_parse_too_large() {
-            state.set_linger();
-        }
-    }
 }
 
 /// Drives a client connection to its end; on shutdown it is told to finish gracefully

@@ -375,6 +375,15 @@ pub struct Pki {
 }
 
 /// A CA and a server certificate for `localhost` / 127.0.0.1 signed by it.
+/// `tls:` for a listener serving `p`'s certificate, followed by `rest`.
+pub fn tls_listener(p: &Pki, rest: &str) -> String {
+    format!(
+        "tls: {{cert: '{}', key: '{}'}}\n{rest}",
+        p.dir.join("cert.pem").display(),
+        p.dir.join("key.pem").display(),
+    )
+}
+
 pub fn pki(tag: &str) -> Pki {
     pki_for(tag, &["localhost", "127.0.0.1"])
 }

@@ -4,68 +4,13 @@
 
 use crate::body::{BodyError, ReqBody};
 use crate::h1::chunked;
+pub use crate::h1::outbox::Outbox;
 use crate::h1::request::BodyFraming;
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http_body::Body;
-use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tokio::io::AsyncWrite;
-
-/// Bytes waiting to be written, in order.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    parts: VecDeque<Bytes>,
-}
-
-impl Outbox {
-    pub fn push(&mut self, b: Bytes) {
-        if !b.is_empty() {
-            self.parts.push_back(b);
-        }
-    }
-
-    /// Writes everything queued, then flushes (TLS buffers records).
-    pub fn poll_write_to<W: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut W,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        while !self.parts.is_empty() {
-            let n = if self.parts.len() == 1 || !io.is_write_vectored() {
-                ready!(Pin::new(&mut *io).poll_write(cx, &self.parts[0]))?
-            } else {
-                let mut slices = [IoSlice::new(&[]); 4];
-                let k = self.parts.len().min(slices.len());
-                for (s, p) in slices.iter_mut().zip(self.parts.iter()) {
-                    *s = IoSlice::new(p);
-                }
-                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k]))?
-            };
-            if n == 0 {
-                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
-            }
-            self.advance(n);
-        }
-        Pin::new(io).poll_flush(cx)
-    }
-
-    fn advance(&mut self, mut n: usize) {
-        while n > 0 {
-            let Some(front) = self.parts.front_mut() else {
-                return;
-            };
-            if n >= front.len() {
-                n -= front.len();
-                self.parts.pop_front();
-            } else {
-                front.advance(n);
-                n = 0;
-            }
-        }
-    }
-}
 
 #[derive(Debug)]
 pub enum WriteError {

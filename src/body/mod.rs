@@ -3,6 +3,8 @@
 //! `client_max_body_size` and `client_body_timeout` enforced frame by frame; [`BodyStatus`] tells
 //! the forwarder what became of it. Nothing is buffered.
 
+pub mod pipe;
+
 use crate::timer::LazyDeadline;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -158,11 +160,56 @@ impl IdleTimer {
     }
 }
 
+/// A client's request body as it arrives: from hyper's HTTP/2 server, or from our HTTP/1.1
+/// connection loop (`proxy::h1`) through a [`pipe`].
+#[derive(Debug)]
+pub enum ClientBody {
+    /// An HTTP/1.1 request without a body.
+    Empty,
+    H2(Incoming),
+    H1(pipe::PipeBody),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    /// Why is not kept: any failure means the client's body broke off.
+    type Error = pipe::Aborted;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, pipe::Aborted>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::H2(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map_err(|_| pipe::Aborted))),
+            ClientBody::H1(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::H2(b) => b.is_end_stream(),
+            ClientBody::H1(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::H2(b) => b.size_hint(),
+            ClientBody::H1(b) => b.size_hint(),
+        }
+    }
+}
+
 /// The body sent upstream: the client's body, streamed, or nothing (or a recorded body sent
 /// again).
 #[derive(Debug, Default)]
 pub struct ReqBody {
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     /// Frames of a replayed body, sent before (instead of) `inner`.
     replay: std::collections::VecDeque<Bytes>,
     remaining: u64,
@@ -180,7 +227,7 @@ impl ReqBody {
     /// `timeout` passes between two reads.
     /// With `record`, the data is also kept for [`BodyStatus::replayable`].
     pub fn streaming(
-        inner: Incoming,
+        inner: ClientBody,
         limit: u64,
         timeout: Duration,
         record: bool,
