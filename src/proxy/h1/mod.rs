@@ -18,7 +18,7 @@ use crate::config::ClientLimits;
 use crate::h1::{request, ParseError};
 use bytes::BytesMut;
 use exchange::Exchange;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -127,10 +127,19 @@ async fn one<I: ClientIo>(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Step {
     let state = &cx.state;
-    // Shutdown does not wait for a head that is still arriving.
-    let read = tokio::select! {
-        r = read_head(io, rbuf, limits) => r,
-        _ = shutdown.changed() => return Step::End,
+    // Shutdown does not wait for a head that is still arriving. Most heads are complete after
+    // the first read: only a head that is not races the shutdown signal (whose wait costs a
+    // registration on a channel shared by every connection).
+    let read = {
+        let fut = read_head(io, rbuf, limits);
+        tokio::pin!(fut);
+        match poll_fn(|c| Poll::Ready(fut.as_mut().poll(c))).await {
+            Poll::Ready(r) => r,
+            Poll::Pending => tokio::select! {
+                r = &mut fut => r,
+                _ = shutdown.changed() => return Step::End,
+            },
+        }
     };
     let head = match read {
         Ok(Some(Ok(h))) => h,
