@@ -27,6 +27,10 @@
 #   BENCH_CASES        which cases to run [get_c64 get_c256 big_c16 upload_c16 close_c64 h2_c64x10 idle]
 #                      (e.g. BENCH_CASES=big_c16 for the streaming-fairness case alone)
 #   BENCH_PROXY_CPU / BENCH_LOAD_CPU   CPU for the proxy / for wrk + origins [0 / 1]
+#   BENCH_ALL_CORES    1 = every proxy uses every core (nginx worker_processes auto, HAProxy nbthread
+#                      = CPUs, swarmgate workers: 0) and nothing is pinned: proxy, wrk and origins
+#                      share the machine, as a one-box deployment would. The "proxy core" and
+#                      "load core" columns are then meaningless; CPU per request still holds [0]
 #   BENCH_WAIT_QUIET   before each proxy run, wait up to this many seconds for the machine to be
 #                      idle (<10% busy over 1 s; other people's builds ruin the figures) [0 = off]
 #
@@ -61,6 +65,9 @@ WRK_THREADS=${BENCH_WRK_THREADS:-1}
 BASE=${BENCH_PORT_BASE:-18000}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
+ALL_CORES=${BENCH_ALL_CORES:-0}
+# Worker settings of the three proxies: one core each by default, every core with BENCH_ALL_CORES.
+NGINX_WORKERS=1 HAPROXY_THREADS=1 SG_WORKERS=1
 SWARMGATE_BIN=${SWARMGATE_BIN:-target/release/swarmgate}
 WAIT_QUIET=${BENCH_WAIT_QUIET:-0}
 H2=${BENCH_H2:-1}
@@ -107,6 +114,10 @@ NCPU=$(nproc)
 if ((NCPU < 2)); then
     log "warning: only $NCPU CPU: proxy and load share it"
     PROXY_CPU=0 LOAD_CPU=0
+fi
+if [[ $ALL_CORES == 1 ]]; then
+    PROXY_CPU=0-$((NCPU - 1)) LOAD_CPU=0-$((NCPU - 1))
+    NGINX_WORKERS=auto HAPROXY_THREADS=$NCPU SG_WORKERS=0
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FDS=$(ulimit -n)
@@ -227,7 +238,7 @@ cpu_snapshot() { # SNAP = "proxy_ticks ours_ticks machine_ticks time_us": CPU us
     read -ra f <<<"${line##*) }"
     o=$((o + f[11] + f[12] + f[13] + f[14]))
     read -r _ u n s _ </proc/stat
-    local pc lc # busy ticks (everything but idle and iowait) of the proxy's and the load's CPU
+    local pc=0 lc=0 # busy ticks (everything but idle and iowait) of the proxy's and the load's CPU
     while read -r line; do
         read -ra f <<<"$line"
         [[ ${f[0]} == cpu$PROXY_CPU ]] && pc=$((f[1] + f[2] + f[3] + f[6] + f[7] + f[8]))
@@ -355,19 +366,19 @@ start_proxy() { # start_proxy NAME ; sets PROXY_PID, returns 1 if it cannot run
             proxy_set_header Connection "";'
         [[ $name == nginx ]] || fix='            # nginx-verbatim: as the guide has it (nothing repeated here)'
         render "$HERE/nginx-proxy.conf.tmpl" "$dir/nginx.conf" DIR "$dir" PORT $PORT H2PORT $H2PORT \
-            P1 $P1 P2 $P2 NOFILE "$FDS" UPSCHEME "$UPSCHEME" FIX "$fix"
+            P1 $P1 P2 $P2 NOFILE "$FDS" UPSCHEME "$UPSCHEME" FIX "$fix" WORKERS "$NGINX_WORKERS"
         start_bg "$TMP/logs/$name.log" taskset -c "$PROXY_CPU" \
             nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;'
         ;;
     haproxy)
         render "$HERE/haproxy.cfg.tmpl" "$dir/haproxy.cfg" PORT $PORT H2PORT $H2PORT P1 $P1 P2 $P2 \
-            MAXCONN $((IDLE_CONNS + 2000)) SSL_SERVER "$SSL_SERVER"
+            MAXCONN $((IDLE_CONNS + 2000)) SSL_SERVER "$SSL_SERVER" THREADS "$HAPROXY_THREADS"
         start_bg "$TMP/logs/haproxy.log" taskset -c "$PROXY_CPU" haproxy -db -f "$dir/haproxy.cfg"
         ;;
     swarmgate)
         [[ -x $SWARMGATE_BIN ]] || return 1
         render "$HERE/swarmgate.yaml.tmpl" "$dir/swarmgate.yaml" PORT $PORT H2PORT $H2PORT P1 $P1 P2 $P2 \
-            UPSTREAM_TLS "$UPSTREAM_TLS_YAML"
+            UPSTREAM_TLS "$UPSTREAM_TLS_YAML" WORKERS "$SG_WORKERS"
         start_bg "$TMP/logs/swarmgate.log" taskset -c "$PROXY_CPU" "$SWARMGATE_BIN" --config "$dir/swarmgate.yaml"
         ;;
     *) die "unknown proxy $name" ;;
