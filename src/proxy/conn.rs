@@ -133,6 +133,26 @@ impl<T> TimedIo<T> {
         }
     }
 
+    /// While a read waits: `Pending` (woken at the deadline, or when the request in flight
+    /// ends and the idle clock starts), or `TimedOut` once the deadline has passed.
+    fn poll_timeout(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let deadline = match self.deadline() {
+            Some(d) => d,
+            None => {
+                self.state.idle_waker.register(cx.waker());
+                // The request may have ended between the check and the registration.
+                match self.deadline() {
+                    Some(d) => d,
+                    None => return Poll::Pending,
+                }
+            }
+        };
+        match self.timer.poll_expired(cx, deadline) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     fn deadline(&mut self) -> Option<Instant> {
         let requests = self.state.requests.load(Ordering::Relaxed);
         if matches!(self.head, Some((_, seq)) if seq != requests) {
@@ -159,13 +179,7 @@ impl<T: super::h1::ClientIo> super::h1::ClientIo for TimedIo<T> {
     /// Readiness of the socket, failing with `TimedOut` like a read would.
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.inner.poll_read_ready(cx) {
-            Poll::Pending => match self.deadline() {
-                Some(d) => match self.timer.poll_expired(cx, d) {
-                    Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
-                    Poll::Pending => Poll::Pending,
-                },
-                None => Poll::Pending,
-            },
+            Poll::Pending => self.poll_timeout(cx),
             ready => ready,
         }
     }
@@ -191,23 +205,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending => {
-                let deadline = match this.deadline() {
-                    Some(d) => d,
-                    None => {
-                        this.state.idle_waker.register(cx.waker());
-                        // The request may have ended between the check and the registration.
-                        match this.deadline() {
-                            Some(d) => d,
-                            None => return Poll::Pending,
-                        }
-                    }
-                };
-                match this.timer.poll_expired(cx, deadline) {
-                    Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => this.poll_timeout(cx),
             other => other,
         }
     }

@@ -7,7 +7,7 @@
 
 use crate::h1::has_token;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRAILER, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, Method, StatusCode, Version};
+use http::{HeaderMap, HeaderName, StatusCode, Version};
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -195,25 +195,24 @@ fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 
 /// Writes `name: value` lines (names are lower case in a `HeaderMap`).
 pub fn fields(dst: &mut Vec<u8>, headers: &HeaderMap) {
-    for (name, value) in headers {
-        dst.extend_from_slice(name.as_str().as_bytes());
-        dst.extend_from_slice(b": ");
-        dst.extend_from_slice(value.as_bytes());
-        dst.extend_from_slice(b"\r\n");
-    }
+    headers
+        .iter()
+        .for_each(|(name, value)| field(dst, name, value));
+}
+
+fn field(dst: &mut Vec<u8>, name: &HeaderName, value: &http::HeaderValue) {
+    dst.extend_from_slice(name.as_str().as_bytes());
+    dst.extend_from_slice(b": ");
+    dst.extend_from_slice(value.as_bytes());
+    dst.extend_from_slice(b"\r\n");
 }
 
 /// The trailer section of a chunked body: the last chunk and the declared fields of `trailers`.
 pub fn last_chunk(dst: &mut Vec<u8>, allowed: &[HeaderName], trailers: Option<&HeaderMap>) {
     dst.extend_from_slice(b"0\r\n");
-    if let Some(t) = trailers {
-        for (name, value) in t {
-            if allowed.contains(name) {
-                dst.extend_from_slice(name.as_str().as_bytes());
-                dst.extend_from_slice(b": ");
-                dst.extend_from_slice(value.as_bytes());
-                dst.extend_from_slice(b"\r\n");
-            }
+    for (name, value) in trailers.into_iter().flatten() {
+        if allowed.contains(name) {
+            field(dst, name, value);
         }
     }
     dst.extend_from_slice(b"\r\n");
@@ -233,11 +232,6 @@ fn with_date(f: impl FnOnce(&[u8])) {
         }
         f(c.1.as_bytes());
     });
-}
-
-/// Whether `method` makes a bodiless response (HEAD).
-pub fn is_head(method: &Method) -> bool {
-    method == Method::HEAD
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ impl Exchange {
     pub fn new(head: Head, cx: &Arc<ConnCtx>) -> Box<Self> {
         let req_info = ReqInfo {
             version: head.version,
-            head: encode::is_head(&head.method),
+            head: head.method == http::Method::HEAD,
             keep_alive: head.keep_alive,
         };
         let (body, pump) = match head.framing {
