@@ -22,13 +22,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("empty duration".into());
     }
     if let Ok(secs) = s.parse::<u64>() {
-        let d = Duration::from_secs(secs);
-        if d > MAX_DURATION {
-            return Err(format!(
-                "duration {s:?} is out of range (at most 100 years)"
-            ));
-        }
-        return Ok(d);
+        return bounded(Duration::from_secs(secs));
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -62,12 +56,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         };
         total = total.saturating_add(part);
     }
-    if total > MAX_DURATION {
-        return Err(format!(
-            "duration {s:?} is out of range (at most 100 years)"
-        ));
+    bounded(total).map_err(|e| format!("duration {s:?}: {e}"))
+}
+
+/// Every duration from a config, however written, passes here (deadlines are `Instant +
+/// duration`, which must not overflow).
+fn bounded(d: Duration) -> Result<Duration, String> {
+    if d > MAX_DURATION {
+        return Err("out of range (at most 100 years)".into());
     }
-    Ok(total)
+    Ok(d)
 }
 
 /// Longest duration accepted: deadlines are computed as `Instant + duration`, which must not
@@ -98,17 +96,20 @@ impl Visitor<'_> for DurVisitor {
         f.write_str("a duration such as 500ms, 3s, 10m or a number of seconds")
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-        Ok(Dur(Duration::from_secs(v)))
+        bounded(Duration::from_secs(v))
+            .map(Dur)
+            .map_err(|e| E::custom(format!("duration {v}: {e}")))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-        u64::try_from(v)
-            .map(|v| Dur(Duration::from_secs(v)))
-            .map_err(|_| E::custom("a duration cannot be negative"))
+        let v = u64::try_from(v).map_err(|_| E::custom("a duration cannot be negative"))?;
+        self.visit_u64(v)
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
         Duration::try_from_secs_f64(v)
+            .map_err(|_| format!("invalid duration {v}"))
+            .and_then(bounded)
             .map(Dur)
-            .map_err(|_| E::custom(format!("invalid duration {v}")))
+            .map_err(E::custom)
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
         parse_duration(v).map(Dur).map_err(E::custom)
@@ -162,6 +163,11 @@ mod tests {
         // Deadlines are `Instant + duration`: absurd values are refused, not overflowed later.
         assert!(parse_duration("18446744073709551615").is_err());
         assert!(parse_duration("99999999999w").is_err());
+        // The same bound when YAML hands over a number rather than a string (fuzz find).
+        let num = |y: &str| serde_yaml::from_str::<Dur>(y).map(|d| d.0);
+        assert!(num("11111111111111111111").is_err());
+        assert!(num("1e300").is_err());
+        assert_eq!(num("20").unwrap(), Duration::from_secs(20));
         assert_eq!(
             parse_duration("100y").err().map(|e| e.contains("unit")),
             Some(true)
