@@ -300,15 +300,10 @@ async fn shutdown_does_not_wait_for_a_head_still_arriving() {
     assert_eq!(n, 0);
 }
 
-#[tokio::test]
-async fn tunnels_outlive_the_header_timeout_and_the_101_keeps_its_connection_field() {
-    let o = upgrade_echo_at("127.0.0.1").await;
-    let p = proxy(&format!(
-        "client_header_timeout: 300ms\nkeepalive_requests: 1\n{}",
-        one_upstream(o.addr)
-    ))
-    .await;
-    let mut s = TcpStream::connect(p.addr).await.unwrap();
+/// Upgrades a new connection to `addr` (an [`upgrade_echo_at`] origin behind it); returns the
+/// stream and the 101's head, lower-cased.
+async fn upgraded(addr: std::net::SocketAddr) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(
         b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
     )
@@ -318,11 +313,12 @@ async fn tunnels_outlive_the_header_timeout_and_the_101_keeps_its_connection_fie
     let n = s.read(&mut buf).await.unwrap();
     let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("connection: upgrade"), "{head}");
-    assert!(
-        !head.contains("close"),
-        "the last allowed request is still an upgrade: {head}"
-    );
+    (s, head)
+}
+
+/// Eight messages through the tunnel, `gap` apart, each echoed upper-cased.
+async fn echo_rounds(s: &mut TcpStream, gap: Duration) {
+    let mut buf = vec![0u8; 1024];
     for i in 0..8 {
         let msg = format!("message {i}");
         s.write_all(msg.as_bytes()).await.unwrap();
@@ -335,6 +331,48 @@ async fn tunnels_outlive_the_header_timeout_and_the_101_keeps_its_connection_fie
             msg.to_ascii_uppercase().as_bytes(),
             "after {i} messages"
         );
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(gap).await;
     }
+}
+
+#[tokio::test]
+async fn tunnels_outlive_the_header_timeout_and_the_101_keeps_its_connection_field() {
+    let o = upgrade_echo_at("127.0.0.1").await;
+    let p = proxy(&format!(
+        "client_header_timeout: 300ms\nkeepalive_requests: 1\n{}",
+        one_upstream(o.addr)
+    ))
+    .await;
+    let (mut s, head) = upgraded(p.addr).await;
+    assert!(head.contains("connection: upgrade"), "{head}");
+    assert!(
+        !head.contains("close"),
+        "the last allowed request is still an upgrade: {head}"
+    );
+    echo_rounds(&mut s, Duration::from_millis(150)).await;
+}
+
+#[tokio::test]
+async fn a_tunnel_idle_for_the_upstreams_read_timeout_is_closed() {
+    let o = upgrade_echo_at("127.0.0.1").await;
+    let p = proxy(&format!(
+        "upstreams:\n  u:\n    read_timeout: 600ms\n    servers: [{{address: '{}'}}]\n",
+        o.addr
+    ))
+    .await;
+    let (mut s, _) = upgraded(p.addr).await;
+    // Traffic keeps it open well past the timeout (8 x 200 ms)...
+    echo_rounds(&mut s, Duration::from_millis(200)).await;
+    // ...silence closes it, not before the timeout.
+    let quiet = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("an idle tunnel is closed");
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    assert!(
+        quiet.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        quiet.elapsed()
+    );
 }

@@ -216,6 +216,7 @@ async fn proxy(
         rparts.extensions.insert(upgrade::UpstreamUpgrade::new(
             upstream_upgrade,
             lease.server.label.clone(),
+            read_timeout,
         ));
         headers::to_client(&mut rparts.headers, true);
         return Ok(Response::from_parts(rparts, ResBody::empty()));
