@@ -94,6 +94,14 @@ fn main() -> anyhow::Result<()> {
     // (issue 11: 10 MiB x 16 connections, p99/p50 12-15 before, about 2 after, with the yield in
     // `proxy::body`).
     rt.event_interval(EVENT_INTERVAL);
+    // Look at the global queue every other tick. A worker's own queue holds 256 tasks; beyond
+    // that (640 HTTP/2 streams and their connections, or ~250 busy keep-alive clients) tokio
+    // moves the oldest half of it to the global queue, which a busy worker otherwise serves once
+    // per 2 to 127 ticks (tuned to ~200 µs of polls), behind newer tasks: the oldest requests
+    // waited longest (issue 12: h2c 64 x 10 p99 2.3-3.1x HAProxy's; 1.5-1.9x with this). Every
+    // tick (1) was better at p99 but starved the worker's own queue while the global one was
+    // refilled: stalls of 2.5-6 s in 3 runs of 5. An empty global queue costs one atomic load.
+    rt.global_queue_interval(GLOBAL_QUEUE_INTERVAL);
     let rt = rt.enable_all().build().context("tokio runtime")?;
     rt.block_on(async {
         let app = swarmgate::app::App::new(cfg, cli.config_path())?;
@@ -104,6 +112,11 @@ fn main() -> anyhow::Result<()> {
 
 /// Scheduler ticks between two polls of the I/O driver while tasks are runnable (tokio: 61).
 const EVENT_INTERVAL: u32 = 8;
+
+/// Scheduler ticks between two looks at the runtime's global queue (tokio: tuned, 2 to 127):
+/// the least tokio's tuning would pick, so tasks moved there when a worker's own queue
+/// overflowed are not left behind every newer one.
+const GLOBAL_QUEUE_INTERVAL: u32 = 2;
 
 /// A blocking one-shot GET of /healthz (no runtime needed).
 fn healthcheck(admin: &str) -> anyhow::Result<()> {
