@@ -270,7 +270,7 @@ poll_rss() { # poll_rss OUTFILE PID... (runs in a background subshell; writes th
         rss_sum "$@"
         if ((RSS_SUM > max)); then
             max=$RSS_SUM
-            echo $max >"$out"
+            echo $max >"$out.new" && mv -f "$out.new" "$out" # never seen half-written when killed
         fi
         read -r -t 0.1 -u 9 _ || true
     done
