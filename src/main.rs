@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     // that (640 HTTP/2 streams and their connections, or ~250 busy keep-alive clients) tokio
     // moves the oldest half of it to the global queue, which a busy worker otherwise serves once
     // per 2 to 127 ticks (tuned to ~200 µs of polls), behind newer tasks: the oldest requests
-    // waited longest (issue 12: h2c 64 x 10 p99 2.3-3.1x HAProxy's; 1.5-1.9x with this). Every
+    // waited longest (issue 12: h2c 64 x 10 p99 2.1-3.1x HAProxy's; 1.5-1.9x with this). Every
     // tick (1) was better at p99 but starved the worker's own queue while the global one was
     // refilled: stalls of 2.5-6 s in 3 runs of 5. An empty global queue costs one atomic load.
     rt.global_queue_interval(GLOBAL_QUEUE_INTERVAL);

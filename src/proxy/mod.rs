@@ -1,8 +1,9 @@
 //! The proxy: listeners (`server`), per-connection timing (`conn`), the request handler
 //! (`handler`) and upstream forwarding (`forward`), header rules (`headers`), streaming bodies
 //! (`body`: the response side; the request body lives in `crate::body`), request accounting
-//! (`guard`), lingering close (`linger`), upgrades (`upgrade`), HTTP/2 detection and settings (`http2`), HTTP/2 write batching (`batch`), gRPC answers
-//! (`grpc`) and error mapping (`error`).
+//! (`guard`), lingering close (`linger`), upgrades (`upgrade`), HTTP/2 detection and settings
+//! (`http2`), HTTP/2 write batching (`batch`), gRPC answers (`grpc`) and error mapping
+//! (`error`).
 
 pub mod batch;
 pub mod body;
