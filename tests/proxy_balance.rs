@@ -275,3 +275,90 @@ async fn chunked_responses_give_their_connection_back_to_the_pool() {
         "chunked responses must not cost a connection each"
     );
 }
+
+/// A server that reads each request head, keeps it, and closes without answering: the request
+/// reached it and may have been acted on.
+async fn swallower() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let h = h.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                h.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&got).into_owned());
+            });
+        }
+    });
+    (addr, heads)
+}
+
+#[tokio::test]
+async fn a_get_lost_after_sending_goes_to_the_next_server_under_that_servers_host() {
+    let (lost, heads) = swallower().await;
+    let b = origin(|req: http::Request<hyper::body::Incoming>| async move {
+        let host = req
+            .headers()
+            .get("host")
+            .map_or("none".to_owned(), |v| v.to_str().unwrap().to_owned());
+        text(200, host)
+    })
+    .await;
+    let p = proxy(&format!(
+        "upstreams:\n  u:\n    servers:\n      - address: '{lost}'\n      - address: '{}'\n",
+        b.addr
+    ))
+    .await;
+    // HTTP/1.0 without Host: each server is sent its own address as Host.
+    let r = raw(p.addr, b"GET /x HTTP/1.0\r\n\r\n", Duration::from_secs(3)).await;
+    assert!(r.starts_with("HTTP/1.0 200"), "{r}");
+    assert!(r.ends_with(&b.addr.to_string()), "{r}");
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(
+        heads[0]
+            .to_ascii_lowercase()
+            .contains(&format!("host: {lost}\r\n")),
+        "{}",
+        heads[0]
+    );
+}
+
+#[tokio::test]
+async fn a_bodyless_post_lost_after_sending_is_not_sent_again() {
+    let (lost, heads) = swallower().await;
+    let b = named("b").await;
+    let p = proxy(&format!(
+        "upstreams:\n  u:\n    servers:\n      - address: '{lost}'\n      - address: '{}'\n",
+        b.addr
+    ))
+    .await;
+    let r = raw(
+        p.addr,
+        b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    assert_eq!(heads.lock().unwrap().len(), 1);
+    assert_eq!(
+        b.requests(),
+        0,
+        "a POST the server may have acted on went elsewhere"
+    );
+}

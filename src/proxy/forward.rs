@@ -91,6 +91,8 @@ struct Failure {
     error: ProxyError,
     /// The request, when it was never sent (so it can go to another server).
     returned: Option<Request<ReqBody>>,
+    /// A bodyless request that was sent: another server may have it only if it is idempotent.
+    spent: Option<Request<ReqBody>>,
     /// Counts against the server's `max_fails`.
     server_fault: bool,
     /// An HTTP/2 stream the server refused unprocessed: any bodyless request may go elsewhere.
@@ -114,9 +116,11 @@ pub async fn forward(
     // A bodyless request can be rebuilt: always after an HTTP/2 refusal, else only when its
     // method is idempotent. One with a body only after a refusal, and only when its whole
     // body was kept aside (HTTP/2 upstreams, small bodies: `BodyStatus::replayable`).
+    // An HTTP/1.1 connection gives a bodyless request back after a failure (`Failure::spent`);
+    // hyper's HTTP/2 client does not, so only an upstream that may speak HTTP/2 keeps a copy.
     let idempotent = idempotent(&out.method);
     let recorded = cfg.protocol != crate::config::Protocol::Http1;
-    let template = (out.body_status.is_none() || recorded).then(|| Template {
+    let template = recorded.then(|| Template {
         method: out.method.clone(),
         uri: out.uri.clone(),
         headers: out.headers.clone(),
@@ -149,7 +153,7 @@ pub async fn forward(
             &server,
             &settings,
             req,
-            template.as_ref().filter(|_| idempotent && status.is_none()),
+            idempotent && status.is_none(),
             status.as_deref(),
             guard,
         )
@@ -185,7 +189,7 @@ pub async fn forward(
                             "upstream server temporarily disabled");
                     }
                 }
-                pending = f.returned;
+                pending = f.returned.or(f.spent.filter(|_| idempotent));
                 last = Some(f.error);
                 replay = (idempotent && status.is_none()) || f.refused;
                 if pending.is_none() && !(replay && template.is_some()) {
@@ -204,13 +208,13 @@ pub async fn forward(
 }
 
 /// One server: pooled connections (or an HTTP/2 stream slot) first (a dead one is dropped, not
-/// blamed on the server), then a fresh one. A bodyless idempotent request lost on a pooled
-/// connection the server had just closed is sent again on a fresh connection.
+/// blamed on the server), then a fresh one. A bodyless idempotent request (`resend`) lost on a
+/// pooled HTTP/1.1 connection the server had just closed is sent again on a fresh connection.
 async fn attempt(
     server: &Arc<Server>,
     settings: &Settings,
     mut req: Request<ReqBody>,
-    template: Option<&Template>,
+    resend: bool,
     status: Option<&BodyStatus>,
     guard: &mut RequestGuard,
 ) -> Result<(Response<UpBody>, Conn), Failure> {
@@ -223,6 +227,7 @@ async fn attempt(
                 return Err(Failure {
                     error: ProxyError::Connect(e),
                     returned: Some(req),
+                    spent: None,
                     server_fault: true,
                     refused: false,
                 })
@@ -235,11 +240,18 @@ async fn attempt(
             }
         }
         conn.uses += 1;
-        if !req.headers().contains_key(header::HOST) {
-            if let Ok(v) = HeaderValue::from_str(&server.label) {
-                req.headers_mut().insert(header::HOST, v);
+        // A request without Host (HTTP/1.0) names this server; one given back drops it again,
+        // as another server has another name.
+        let added_host = !req.headers().contains_key(header::HOST)
+            && HeaderValue::from_str(&server.label)
+                .map(|v| req.headers_mut().insert(header::HOST, v))
+                .is_ok();
+        let give_back = |mut r: Request<ReqBody>| {
+            if added_host {
+                r.headers_mut().remove(header::HOST);
             }
-        }
+            r
+        };
         if conn.tx.is_h2() {
             headers::to_h2_upstream(&mut req, cfg.scheme.as_str());
         }
@@ -249,13 +261,14 @@ async fn attempt(
             Ok(Ok(resp)) => return Ok((resp, conn)),
             Ok(Err(e)) => {
                 if let Some(r) = e.returned {
-                    req = r;
+                    req = give_back(r);
                     if reused {
                         continue;
                     }
                     return Err(Failure {
                         error: ProxyError::Upstream(e.error),
                         returned: Some(req),
+                        spent: None,
                         server_fault: true,
                         refused: false,
                     });
@@ -267,16 +280,21 @@ async fn attempt(
                     return Err(Failure {
                         error: ProxyError::Upstream(err),
                         returned: None,
+                        spent: None,
                         server_fault: false,
                         refused: true,
                     });
                 }
-                if let (true, Some(t)) = (reused && !fresh_only && !conn.tx.is_h2(), template) {
-                    tracing::debug!(server = %server.label, error = %err, "pooled connection failed; retrying on a fresh one");
-                    guard.add_retry();
-                    req = t.request();
-                    fresh_only = true;
-                    continue;
+                let spent = e.spent.map(give_back);
+                match spent {
+                    Some(r) if resend && reused && !fresh_only => {
+                        tracing::debug!(server = %server.label, error = %err, "pooled connection failed; retrying on a fresh one");
+                        guard.add_retry();
+                        req = r;
+                        fresh_only = true;
+                        continue;
+                    }
+                    _ => {}
                 }
                 let client_side = status.is_some_and(|s| s.error().is_some());
                 let error = if err.is_head_too_large() {
@@ -287,6 +305,7 @@ async fn attempt(
                 return Err(Failure {
                     error,
                     returned: None,
+                    spent,
                     server_fault: !client_side,
                     refused: false,
                 });
@@ -298,6 +317,7 @@ async fn attempt(
                         HeadTimeout::Send => ProxyError::UpstreamSendTimeout,
                     },
                     returned: None,
+                    spent: None,
                     server_fault: true,
                     refused: false,
                 })

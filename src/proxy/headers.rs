@@ -276,7 +276,10 @@ pub fn to_h2_upstream<B>(req: &mut http::Request<B>, scheme: &'static str) {
     } else {
         http::uri::Scheme::HTTP
     });
-    parts.authority = authority.or_else(|| Some(http::uri::Authority::from_static("localhost")));
+    // A request given back by an HTTP/2 connection and sent again has its authority already.
+    parts.authority = authority
+        .or(parts.authority)
+        .or_else(|| Some(http::uri::Authority::from_static("localhost")));
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }

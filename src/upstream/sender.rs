@@ -21,6 +21,8 @@ pub struct SendError {
     pub error: UpstreamError,
     /// The request, when it never reached the server.
     pub returned: Option<Request<ReqBody>>,
+    /// A bodyless HTTP/1.1 request that did go out, given back (see `h1::Failure::spent`).
+    pub spent: Option<Request<ReqBody>>,
 }
 
 impl Sender {
@@ -52,6 +54,7 @@ impl Sender {
                     return Err(SendError {
                         error: UpstreamError::H1(super::h1::H1Error::ClosedBeforeResponse),
                         returned: Some(req),
+                        spent: None,
                     });
                 };
                 match conn.send(req).await {
@@ -59,6 +62,7 @@ impl Sender {
                     Err(f) => Err(SendError {
                         error: f.error.into(),
                         returned: f.returned,
+                        spent: f.spent,
                     }),
                 }
             }
@@ -66,6 +70,7 @@ impl Sender {
                 Ok(r) => Ok(r.map(UpBody::H2)),
                 Err(mut e) => Err(SendError {
                     returned: e.take_message(),
+                    spent: None,
                     error: e.into_error().into(),
                 }),
             },

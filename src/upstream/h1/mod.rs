@@ -59,6 +59,10 @@ pub struct Failure {
     /// (at most part of it reached the server) and its body is untouched. It can be sent
     /// elsewhere.
     pub returned: Option<Request<ReqBody>>,
+    /// A bodyless request whose head did go out, given back so that it can be sent again
+    /// without a copy kept aside: the server may have acted on it, so only an idempotent
+    /// method may be (nginx `proxy_next_upstream` rules; the caller decides).
+    pub spent: Option<Request<ReqBody>>,
 }
 
 /// Keeps `Server::open_conns` while a connection (or what it was upgraded to) lives.
@@ -134,7 +138,8 @@ impl H1Conn {
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| response::content_length(v.as_bytes()).ok());
-        let framing = request::framing(declared, req.body().is_end_stream());
+        let bodyless = req.body().is_end_stream();
+        let framing = request::framing(declared, bodyless);
         let mut head = Vec::with_capacity(256);
         request::encode_head(&mut head, req.method(), req.uri(), req.headers(), framing);
         // The head alone first: until it is out nothing of the body was read, and a failure
@@ -145,9 +150,12 @@ impl H1Conn {
             return Err(Failure {
                 error: H1Error::Write(e),
                 returned: Some(req),
+                spent: None,
             });
         }
-        let mut writer = Some(Writer::new(req.into_body(), framing));
+        let (parts, body) = req.into_parts();
+        let spent = move || bodyless.then(|| Request::from_parts(parts, ReqBody::empty()));
+        let mut writer = Some(Writer::new(body, framing));
         let mut write_error = None;
         let head = poll_fn(|cx| {
             if let Some(w) = &mut writer {
@@ -173,12 +181,14 @@ impl H1Conn {
                 return Err(Failure {
                     error: H1Error::Write(e),
                     returned: None,
+                    spent: spent(),
                 })
             }
             (Err(error), _) => {
                 return Err(Failure {
                     error,
                     returned: None,
+                    spent: spent(),
                 })
             }
         };
