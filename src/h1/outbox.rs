@@ -11,7 +11,31 @@ use tokio::io::AsyncWrite;
 /// Bytes waiting to be written, in order.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    parts: VecDeque<Bytes>,
+    parts: VecDeque<Piece>,
+}
+
+/// One piece: shared bytes (a body frame), or an encoded head kept as the `Vec` it was written
+/// into (making `Bytes` of a `Vec` that is not exactly full allocates).
+#[derive(Debug)]
+enum Piece {
+    Shared(Bytes),
+    Owned { buf: Vec<u8>, at: usize },
+}
+
+impl Piece {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Shared(b) => b,
+            Piece::Owned { buf, at } => &buf[*at..],
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Piece::Shared(b) => b.advance(n),
+            Piece::Owned { at, .. } => *at += n,
+        }
+    }
 }
 
 impl Outbox {
@@ -26,7 +50,14 @@ impl Outbox {
 
     pub fn push(&mut self, b: Bytes) {
         if !b.is_empty() {
-            self.parts.push_back(b);
+            self.parts.push_back(Piece::Shared(b));
+        }
+    }
+
+    /// Queues an encoded head (or any bytes owned outright).
+    pub fn push_vec(&mut self, buf: Vec<u8>) {
+        if !buf.is_empty() {
+            self.parts.push_back(Piece::Owned { buf, at: 0 });
         }
     }
 
@@ -38,12 +69,12 @@ impl Outbox {
     ) -> Poll<std::io::Result<()>> {
         while !self.parts.is_empty() {
             let n = if self.parts.len() == 1 || !io.is_write_vectored() {
-                ready!(Pin::new(&mut *io).poll_write(cx, &self.parts[0]))?
+                ready!(Pin::new(&mut *io).poll_write(cx, self.parts[0].bytes()))?
             } else {
                 let mut slices = [IoSlice::new(&[]); 4];
                 let k = self.parts.len().min(slices.len());
                 for (s, p) in slices.iter_mut().zip(self.parts.iter()) {
-                    *s = IoSlice::new(p);
+                    *s = IoSlice::new(p.bytes());
                 }
                 ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k]))?
             };
@@ -60,8 +91,9 @@ impl Outbox {
             let Some(front) = self.parts.front_mut() else {
                 return;
             };
-            if n >= front.len() {
-                n -= front.len();
+            let len = front.bytes().len();
+            if n >= len {
+                n -= len;
                 self.parts.pop_front();
             } else {
                 front.advance(n);
@@ -69,4 +101,21 @@ impl Outbox {
             }
         }
     }
+}
+
+/// Writes `buf[*at..]` (advancing `at`), then flushes: one piece without a queue.
+pub fn poll_write_all<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    buf: &[u8],
+    at: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<()>> {
+    while *at < buf.len() {
+        let n = ready!(Pin::new(&mut *io).poll_write(cx, &buf[*at..]))?;
+        if n == 0 {
+            return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+        }
+        *at += n;
+    }
+    Pin::new(io).poll_flush(cx)
 }

@@ -1,8 +1,10 @@
 //! Response heads (RFC 9112 §4, §6.3): status line, fields, and how the body is framed.
 
 use super::{has_token, ParseError};
+use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, StatusCode, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use std::ops::Range;
 
 /// Most header fields a response head may carry (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
@@ -34,9 +36,74 @@ pub struct Head {
 
 /// Parses a response head at the start of `buf`. `Ok(None)`: incomplete, read more. On success,
 /// how many bytes the head took. `head_request`: the request was HEAD (no body follows).
+/// The field values are copies; [`parse_buf`] shares them with the buffer instead.
 pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<(usize, Head)>, ParseError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut fields);
+    let Some(s) = scan(buf, &mut fields, head_request)? else {
+        return Ok(None);
+    };
+    let len = s.len;
+    Ok(Some((len, s.build(&Bytes::copy_from_slice(&buf[..len]))?)))
+}
+
+/// [`parse`] on a read buffer: a complete head is split off the front of `buf`, and the field
+/// values point into it (no allocation and no copy per field). Returns the head's length too.
+pub fn parse_buf(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<(usize, Head)>, ParseError> {
+    let scanned = {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        scan(buf, &mut fields, head_request)?
+    };
+    let Some(s) = scanned else {
+        return Ok(None);
+    };
+    let len = s.len;
+    let bytes = buf.split_to(len).freeze();
+    Ok(Some((len, s.build(&bytes)?)))
+}
+
+/// A response head checked in place: where its fields are in the buffer.
+struct Scanned {
+    len: usize,
+    status: StatusCode,
+    version: Version,
+    fields: Vec<(HeaderName, Range<usize>)>,
+    /// `Content-Length` beside `Transfer-Encoding`: removed.
+    drop_length: bool,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+impl Scanned {
+    /// The head, its field values sliced from `head` (the bytes `scan` saw, from the start).
+    fn build(self, head: &Bytes) -> Result<Head, ParseError> {
+        let mut headers = HeaderMap::with_capacity(self.fields.len());
+        for (name, range) in self.fields {
+            if self.drop_length && name == CONTENT_LENGTH {
+                continue;
+            }
+            let value = HeaderValue::from_maybe_shared(head.slice(range))
+                .map_err(|_| ParseError::Malformed("header value"))?;
+            headers.append(name, value);
+        }
+        Ok(Head {
+            status: self.status,
+            version: self.version,
+            headers,
+            framing: self.framing,
+            keep_alive: self.keep_alive,
+        })
+    }
+}
+
+fn scan<'b>(
+    buf: &'b [u8],
+    fields: &mut [httparse::Header<'b>],
+    head_request: bool,
+) -> Result<Option<Scanned>, ParseError> {
+    let mut res = httparse::Response::new(fields);
     let len = match res.parse(buf)? {
         httparse::Status::Complete(n) => n,
         httparse::Status::Partial => return Ok(None),
@@ -44,13 +111,14 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<(usize, Head)>, Pa
     let code = res.code.ok_or(ParseError::Malformed("status"))?;
     let status = StatusCode::from_u16(code).map_err(|_| ParseError::Malformed("status"))?;
     let version = super::version(res.version)?;
-    let mut headers = HeaderMap::with_capacity(res.headers.len());
+    let mut out = Vec::with_capacity(res.headers.len());
     let mut length: Option<u64> = None;
     let mut te: Option<bool> = None; // Some(final coding is chunked)
     let mut close = false;
     let mut keep_alive_token = false;
     for f in res.headers.iter() {
-        let (name, value) = super::field(f)?;
+        let name = HeaderName::from_bytes(f.name.as_bytes())
+            .map_err(|_| ParseError::Malformed("header name"))?;
         if name == CONTENT_LENGTH {
             let n = content_length(f.value)?;
             if length.is_some_and(|l| l != n) {
@@ -73,7 +141,8 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<(usize, Head)>, Pa
             close |= has_token(f.value, "close");
             keep_alive_token |= has_token(f.value, "keep-alive");
         }
-        headers.append(name, value);
+        let start = f.value.as_ptr() as usize - buf.as_ptr() as usize;
+        out.push((name, start..start + f.value.len()));
     }
     if te.is_some() && version == Version::HTTP_10 {
         // RFC 9112 §6.1: the framing of an HTTP/1.0 message with Transfer-Encoding is faulty.
@@ -93,24 +162,20 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<(usize, Head)>, Pa
         (false, None, Some(n)) => Framing::Length(n),
         (false, None, None) => Framing::Close,
     };
+    // §6.3 rule 3: Transfer-Encoding overrides; the length is a smuggling attempt or a bug,
+    // and must not reach the next hop.
     let both = te.is_some() && length.is_some();
-    if both && !bodiless {
-        // §6.3 rule 3: Transfer-Encoding overrides; the length is a smuggling attempt or a
-        // bug, and must not reach the next hop.
-        headers.remove(CONTENT_LENGTH);
-    }
-    let keep_alive =
-        super::persistent(version, close, keep_alive_token) && !both && framing != Framing::Close;
-    Ok(Some((
+    Ok(Some(Scanned {
         len,
-        Head {
-            status,
-            version,
-            headers,
-            framing,
-            keep_alive,
-        },
-    )))
+        status,
+        version,
+        fields: out,
+        drop_length: both && !bodiless,
+        framing,
+        keep_alive: super::persistent(version, close, keep_alive_token)
+            && !both
+            && framing != Framing::Close,
+    }))
 }
 
 /// A `Content-Length` field value: 1*DIGIT, or a list of identical ones (§6.3 rule 5 allows

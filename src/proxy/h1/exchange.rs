@@ -194,7 +194,7 @@ impl Exchange {
         let exact = body.size_hint().exact();
         let mut dst = Vec::with_capacity(128 + parts.headers.len() * 32);
         let enc = encode::head(&mut dst, self.req, parts.status, &mut parts.headers, exact);
-        self.out.push(dst.into());
+        self.out.push_vec(dst);
         let remaining = match enc.framing {
             Framing::Length(n) => n,
             _ => 0,
@@ -273,7 +273,7 @@ impl Exchange {
                             Framing::Chunked(allowed) => {
                                 let mut dst = Vec::with_capacity(5);
                                 encode::last_chunk(&mut dst, allowed, trailers.as_ref());
-                                self.out.push(dst.into());
+                                self.out.push_vec(dst);
                             }
                             Framing::Length(_) if *remaining != 0 => {
                                 return Poll::Ready(Err(())); // cut short
@@ -445,7 +445,7 @@ pub async fn answer_error<I: ClientIo>(io: &mut I, e: &ProxyError, limits: &Clie
         body.size_hint().exact(),
     );
     let mut out = Outbox::default();
-    out.push(dst.into());
+    out.push_vec(dst);
     if let Some(b) = body.into_full() {
         out.push(b);
     }

@@ -15,6 +15,7 @@ pub use upgraded::Upgraded;
 use super::io::Io;
 use super::server::Server;
 use crate::body::{BodyError, ReqBody};
+use crate::h1::outbox::poll_write_all;
 use crate::h1::{request, response, ParseError};
 use bytes::BytesMut;
 use http::{header, Method, Request, Response};
@@ -24,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::io::AsyncRead;
-use writer::{Outbox, WriteError, Writer};
+use writer::{WriteError, Writer};
 
 /// First read size; doubled while reads fill it, up to the upstream's `read_buffer_size`.
 const MIN_READ: usize = 8 << 10;
@@ -140,13 +141,20 @@ impl H1Conn {
             .and_then(|v| response::content_length(v.as_bytes()).ok());
         let bodyless = req.body().is_end_stream();
         let framing = request::framing(declared, bodyless);
-        let mut head = Vec::with_capacity(256);
-        request::encode_head(&mut head, req.method(), req.uri(), req.headers(), framing);
+        let mut encoded = Vec::with_capacity(256);
+        request::encode_head(
+            &mut encoded,
+            req.method(),
+            req.uri(),
+            req.headers(),
+            framing,
+        );
         // The head alone first: until it is out nothing of the body was read, and a failure
         // (a pooled connection the server just closed) gives the request back whole.
-        let mut out = Outbox::default();
-        out.push(head.into());
-        if let Err(e) = poll_fn(|cx| out.poll_write_to(&mut self.io, cx)).await {
+        let mut at = 0;
+        let wrote = poll_fn(|cx| poll_write_all(&mut self.io, &encoded, &mut at, cx)).await;
+        drop(encoded);
+        if let Err(e) = wrote {
             return Err(Failure {
                 error: H1Error::Write(e),
                 returned: Some(req),
@@ -212,12 +220,11 @@ impl H1Conn {
     ) -> Poll<Result<response::Head, H1Error>> {
         loop {
             if !self.rbuf.is_empty() {
-                match response::parse(&self.rbuf, head_request)? {
+                match response::parse_buf(&mut self.rbuf, head_request)? {
                     Some((n, _)) if n > self.limits.max_head => {
                         return Poll::Ready(Err(ParseError::TooLarge.into()))
                     }
-                    Some((n, head)) => {
-                        let _ = self.rbuf.split_to(n);
+                    Some((_, head)) => {
                         if head.status.is_informational()
                             && head.status != http::StatusCode::SWITCHING_PROTOCOLS
                         {
