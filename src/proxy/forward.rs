@@ -256,8 +256,12 @@ async fn attempt(
             headers::to_h2_upstream(&mut req, cfg.scheme.as_str());
         }
         let reused = conn.reused;
-        let sent = conn.tx.send(req);
-        match wait_head(sent, cfg.read_timeout, cfg.send_timeout, status).await {
+        let waited = {
+            // Pinned where it is built: the send future is large, and moving it costs a copy.
+            let sent = std::pin::pin!(conn.tx.send(req));
+            wait_head(sent, cfg.read_timeout, cfg.send_timeout, status).await
+        };
+        match waited {
             Ok(Ok(resp)) => return Ok((resp, conn)),
             Ok(Err(e)) => {
                 if let Some(r) = e.returned {

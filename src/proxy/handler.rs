@@ -52,10 +52,10 @@ pub async fn handle(
     });
     let mut guard = RequestGuard::begin(cx.state.clone(), log);
     guard.set_protocol(if h2 { "h2" } else { "http/1.1" });
-    // Boxed: hyper keeps the handler's future in a per-connection allocation for the
-    // connection's whole life; the forwarding state (~6 KB) is only needed while a request is
-    // in flight, so an idle keepalive connection holds a few hundred bytes instead.
-    let forwarding = Box::pin(proxy(req, &cx, &rt, &mut guard));
+    // Not boxed on its own: every caller keeps this future only while the request is in
+    // flight (our HTTP/1.1 server boxes it per request, hyper's HTTP/2 server spawns it per
+    // stream), so an idle connection holds none of the forwarding state (~6 KB) either way.
+    let forwarding = proxy(req, &cx, &rt, &mut guard);
     // `grpc-timeout` bounds the wait for the upstream's answer (the header goes upstream too).
     let result = match deadline {
         None => forwarding.await,
