@@ -61,6 +61,33 @@ pub(crate) fn field(
     Ok((name, value))
 }
 
+/// Where `part` (a slice of `buf`) lies in `buf`.
+pub(crate) fn range_in(buf: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// The fields of a scanned head as a `HeaderMap` whose values share `head`'s bytes (`fields`
+/// are ranges into it), with room for `room` more; `drop_length`: leave `Content-Length` out
+/// (it sat beside `Transfer-Encoding`).
+pub(crate) fn shared_fields(
+    head: &bytes::Bytes,
+    fields: Vec<(http::HeaderName, std::ops::Range<usize>)>,
+    drop_length: bool,
+    room: usize,
+) -> Result<http::HeaderMap, ParseError> {
+    let mut headers = http::HeaderMap::with_capacity(fields.len() + room);
+    for (name, range) in fields {
+        if drop_length && name == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        let value = http::HeaderValue::from_maybe_shared(head.slice(range))
+            .map_err(|_| ParseError::Malformed("header value"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
 /// Whether the connection stays open after this message (RFC 9112 §9.3): HTTP/1.1 unless
 /// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
 pub(crate) fn persistent(version: http::Version, close: bool, keep_alive_token: bool) -> bool {

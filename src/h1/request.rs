@@ -5,10 +5,10 @@
 //! hyper's server on the same bytes.
 
 use super::response::content_length;
-use super::{has_token, ParseError};
+use super::{has_token, range_in, ParseError};
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use http::{HeaderMap, HeaderName, Method, Uri, Version};
 use std::ops::Range;
 
 /// Most header fields a request head may carry (hyper's default too).
@@ -58,15 +58,7 @@ pub fn parse_buf(buf: &mut BytesMut, max_headers: usize) -> Result<Option<Head>,
     let uri = Uri::from_maybe_shared(bytes.slice(s.target))
         .map_err(|_| ParseError::Malformed("request target"))?;
     // Room for the fields the proxy adds (X-Forwarded-*, X-Real-IP) without growing.
-    let mut headers = HeaderMap::with_capacity(s.fields.len() + 6);
-    for (name, range) in s.fields {
-        if s.drop_length && name == CONTENT_LENGTH {
-            continue;
-        }
-        let value = HeaderValue::from_maybe_shared(bytes.slice(range))
-            .map_err(|_| ParseError::Malformed("header value"))?;
-        headers.append(name, value);
-    }
+    let headers = super::shared_fields(&bytes, s.fields, s.drop_length, 6)?;
     Ok(Some(Head {
         method: s.method,
         uri,
@@ -90,12 +82,6 @@ struct Scanned {
     framing: BodyFraming,
     keep_alive: bool,
     expect_continue: bool,
-}
-
-/// Where `part` (a slice of `buf`) lies in `buf`.
-fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-    start..start + part.len()
 }
 
 fn scan<'b>(

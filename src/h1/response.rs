@@ -1,9 +1,9 @@
 //! Response heads (RFC 9112 §4, §6.3): status line, fields, and how the body is framed.
 
-use super::{has_token, ParseError};
-use bytes::{Bytes, BytesMut};
+use super::{has_token, range_in, ParseError};
+use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use http::{HeaderMap, HeaderName, StatusCode, Version};
 use std::ops::Range;
 
 /// Most header fields a response head may carry (hyper's default too).
@@ -36,18 +36,12 @@ pub struct Head {
 
 /// Parses a response head at the start of `buf`. `Ok(None)`: incomplete, read more. On success,
 /// how many bytes the head took. `head_request`: the request was HEAD (no body follows).
-/// The field values are copies; [`parse_buf`] shares them with the buffer instead.
 pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<(usize, Head)>, ParseError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let Some(s) = scan(buf, &mut fields, head_request)? else {
-        return Ok(None);
-    };
-    let len = s.len;
-    Ok(Some((len, s.build(&Bytes::copy_from_slice(&buf[..len]))?)))
+    parse_buf(&mut BytesMut::from(buf), head_request)
 }
 
 /// [`parse`] on a read buffer: a complete head is split off the front of `buf`, and the field
-/// values point into it (no allocation and no copy per field). Returns the head's length too.
+/// values share its bytes (no allocation and no copy per field, as for request heads).
 pub fn parse_buf(
     buf: &mut BytesMut,
     head_request: bool,
@@ -59,9 +53,15 @@ pub fn parse_buf(
     let Some(s) = scanned else {
         return Ok(None);
     };
-    let len = s.len;
-    let bytes = buf.split_to(len).freeze();
-    Ok(Some((len, s.build(&bytes)?)))
+    let bytes = buf.split_to(s.len).freeze();
+    let head = Head {
+        status: s.status,
+        version: s.version,
+        headers: super::shared_fields(&bytes, s.fields, s.drop_length, 0)?,
+        framing: s.framing,
+        keep_alive: s.keep_alive,
+    };
+    Ok(Some((s.len, head)))
 }
 
 /// A response head checked in place: where its fields are in the buffer.
@@ -74,28 +74,6 @@ struct Scanned {
     drop_length: bool,
     framing: Framing,
     keep_alive: bool,
-}
-
-impl Scanned {
-    /// The head, its field values sliced from `head` (the bytes `scan` saw, from the start).
-    fn build(self, head: &Bytes) -> Result<Head, ParseError> {
-        let mut headers = HeaderMap::with_capacity(self.fields.len());
-        for (name, range) in self.fields {
-            if self.drop_length && name == CONTENT_LENGTH {
-                continue;
-            }
-            let value = HeaderValue::from_maybe_shared(head.slice(range))
-                .map_err(|_| ParseError::Malformed("header value"))?;
-            headers.append(name, value);
-        }
-        Ok(Head {
-            status: self.status,
-            version: self.version,
-            headers,
-            framing: self.framing,
-            keep_alive: self.keep_alive,
-        })
-    }
 }
 
 fn scan<'b>(
@@ -141,8 +119,7 @@ fn scan<'b>(
             close |= has_token(f.value, "close");
             keep_alive_token |= has_token(f.value, "keep-alive");
         }
-        let start = f.value.as_ptr() as usize - buf.as_ptr() as usize;
-        out.push((name, start..start + f.value.len()));
+        out.push((name, range_in(buf, f.value)));
     }
     if te.is_some() && version == Version::HTTP_10 {
         // RFC 9112 §6.1: the framing of an HTTP/1.0 message with Transfer-Encoding is faulty.
