@@ -201,8 +201,13 @@ async fn drive_h2<I>(
     let state = cx.state.clone();
     state.set_multiplexed();
     let peer = cx.peer;
+    // Boxed here: hyper moves the service future into a task of its own per stream, and the
+    // handler's future is large (~6 KB), so a box keeps those moves to a pointer.
     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        handler::handle(req.map(crate::body::ClientBody::H2), cx.clone())
+        Box::pin(handler::handle(
+            req.map(crate::body::ClientBody::H2),
+            cx.clone(),
+        ))
     });
     let conn = super::http2::server_builder(h2, limits).serve_connection(io, svc);
     tokio::pin!(conn);
