@@ -52,9 +52,9 @@ pub async fn handle(
     });
     let mut guard = RequestGuard::begin(cx.state.clone(), log);
     guard.set_protocol(if h2 { "h2" } else { "http/1.1" });
-    // Not boxed on its own: every caller keeps this future only while the request is in
-    // flight (our HTTP/1.1 server boxes it per request, hyper's HTTP/2 server spawns it per
-    // stream), so an idle connection holds none of the forwarding state (~6 KB) either way.
+    // Not boxed on its own: every caller boxes `handle` per request (our HTTP/1.1 server, and
+    // the HTTP/2 service before hyper spawns it per stream), so an idle connection holds none
+    // of the forwarding state (~6 KB) and nothing moves it by value.
     let forwarding = proxy(req, &cx, &rt, &mut guard);
     // `grpc-timeout` bounds the wait for the upstream's answer (the header goes upstream too).
     let result = match deadline {
