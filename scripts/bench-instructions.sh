@@ -27,13 +27,20 @@ N=${BENCH_REQUESTS:-4000}
 BASE=${BENCH_PORT_BASE:-18100}
 CASE=${BENCH_CASE:-http1}
 PORT=$((BASE + 80)) ORIGIN=$((BASE + 81)) ORIGIN2=$((BASE + 82))
-case $CASE in http1 | grpc) ;; *) echo "BENCH_CASE: http1 or grpc, not $CASE" >&2; exit 2 ;; esac
+case $CASE in
+http1) WARMUP=400 ;;
+grpc) WARMUP=800 ;;
+*) echo "BENCH_CASE: http1 or grpc, not $CASE" >&2; exit 2 ;;
+esac
 log() { printf '[bench-instructions] %s\n' "$*" >&2; }
 
 need=()
 command -v valgrind >/dev/null || need+=(valgrind)
-command -v nginx >/dev/null || need+=(nginx-light)
-[[ $CASE != grpc ]] || command -v h2load >/dev/null || need+=(nghttp2-client)
+if [[ $CASE == grpc ]]; then
+    command -v h2load >/dev/null || need+=(nghttp2-client)
+else
+    command -v nginx >/dev/null || need+=(nginx-light)
+fi
 if ((${#need[@]})); then
     log "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -132,7 +139,7 @@ total() { # total BIN EXTRA_REQUESTS -> callgrind's instruction total for the wh
         >"$TMP/proxy.log" 2>&1 &
     pid=$!
     wait_port "$PORT" "$pid" || { log "swarmgate did not start: $(tail -5 "$TMP/proxy.log")"; exit 1; }
-    if [[ $CASE == grpc ]]; then load 800; else load 400; fi
+    load "$WARMUP"
     if (($2 > 0)); then load "$2"; fi
     kill -INT "$pid"
     wait "$pid" 2>/dev/null || true

@@ -136,13 +136,8 @@ async fn raw_origin(reply: &'static [u8]) -> std::net::SocketAddr {
                 return;
             };
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match c.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if read_head(&mut c).await.is_none() {
+                    return;
                 }
                 let _ = c.write_all(reply).await;
             });

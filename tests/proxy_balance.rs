@@ -271,20 +271,6 @@ async fn chunked_responses_give_their_connection_back_to_the_pool() {
     );
 }
 
-/// Reads up to the end of a request head (the blank line); `None` if the peer goes first.
-async fn read_head(s: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    use tokio::io::AsyncReadExt;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    Some(got)
-}
-
 /// A server that reads each request head, keeps it, and closes without answering: the request
 /// reached it and may have been acted on.
 async fn swallower() -> (

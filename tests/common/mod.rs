@@ -346,6 +346,19 @@ pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, http::HeaderMap, 
     Conn::open(addr).await.get(path).await
 }
 
+/// Reads up to the end of a request head (the blank line); `None` if the peer goes first.
+pub async fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(got)
+}
+
 /// Writes raw bytes and reads until the server closes or `wait` passes without data.
 pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
