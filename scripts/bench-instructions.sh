@@ -130,6 +130,12 @@ load() { # load N: N requests of the case through the proxy
     fi
 }
 
+for p in "$PORT" "$ORIGIN" "$ORIGIN2"; do # something else there would be measured instead
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        log "port $p is in use (BENCH_PORT_BASE)"
+        exit 1
+    fi
+done
 if [[ $CASE == grpc ]]; then start_grpc_origins; else start_nginx_origin; fi
 
 total() { # total BIN EXTRA_REQUESTS -> callgrind's instruction total for the whole run
