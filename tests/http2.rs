@@ -459,10 +459,17 @@ async fn a_refused_request_with_a_small_body_goes_to_another_server_with_its_bod
             .header("host", "x")
             .body(full(vec![b'y'; 200 << 10]))
             .unwrap();
-        let (s, _, b) = collect(c.send(req).await.unwrap()).await;
+        let (s, h, b) = collect(c.send(req).await.unwrap()).await;
         match s.as_u16() {
             200 => assert_eq!(b.len(), 200 << 10),
-            502 => saw_502 = true,
+            502 => {
+                saw_502 = true;
+                // When the refusal came before the whole upload was read, the rest never will
+                // be: the connection ends after this response, and the response says so.
+                if h.get("connection").is_some_and(|v| v == "close") {
+                    c = Conn::open(p.addr).await;
+                }
+            }
             other => panic!("{other}"),
         }
     }
@@ -598,4 +605,108 @@ async fn http_health_checks_speak_http2_to_an_h2c_upstream() {
         run = if h["x-origin"] == "well" { run + 1 } else { 0 };
     }
     assert!(sick.requests() > 0, "the probe reached the h2c server");
+}
+
+/// An h2c server written frame by frame: every request gets an empty 200, a PING is counted
+/// and never answered. Returns its address, the PINGs seen, and the connections that ended.
+async fn unanswering_h2c() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (pings, ended) = (
+        std::sync::Arc::new(AtomicUsize::new(0)),
+        std::sync::Arc::new(AtomicUsize::new(0)),
+    );
+    let (p, e) = (pings.clone(), ended.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (p, e) = (p.clone(), e.clone());
+            tokio::spawn(async move {
+                let mut preface = [0u8; 24];
+                let ok = s.read_exact(&mut preface).await.is_ok()
+                    && s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.is_ok();
+                if !ok {
+                    e.fetch_add(1, SeqCst);
+                    return;
+                }
+                loop {
+                    let mut head = [0u8; 9];
+                    if s.read_exact(&mut head).await.is_err() {
+                        break;
+                    }
+                    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                    let mut payload = vec![0u8; len];
+                    if s.read_exact(&mut payload).await.is_err() {
+                        break;
+                    }
+                    let (kind, flags, stream) = (head[3], head[4], &head[5..9]);
+                    let reply: Vec<u8> = match (kind, flags & 1) {
+                        // SETTINGS: acknowledged.
+                        (4, 0) => vec![0, 0, 0, 4, 1, 0, 0, 0, 0],
+                        // HEADERS: `:status: 200` (static table index 8), ending the stream.
+                        (1, _) => [&[0, 0, 1, 1, 5][..], stream, &[0x88]].concat(),
+                        // PING: counted, never answered.
+                        (6, 0) => {
+                            p.fetch_add(1, SeqCst);
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    if s.write_all(&reply).await.is_err() {
+                        break;
+                    }
+                }
+                e.fetch_add(1, SeqCst);
+            });
+        }
+    });
+    (addr, pings, ended)
+}
+
+#[tokio::test]
+async fn an_upstream_connection_whose_pings_go_unanswered_is_closed_and_replaced() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (addr, pings, ended) = unanswering_h2c().await;
+    let p = proxy(&format!(
+        "http2: {{keepalive_interval: 1s, keepalive_timeout: 1s}}\n{}",
+        h2c_upstream(&[(addr, 1)])
+    ))
+    .await;
+    let mut c = Conn::open(p.addr).await;
+    let get = || Request::get("/").header("host", "x").body(empty()).unwrap();
+    assert_eq!(c.send(get()).await.unwrap().status(), 200);
+    let t = std::time::Instant::now();
+    while ended.load(SeqCst) == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the connection outlived an unanswered PING ({} PINGs)",
+            pings.load(SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(pings.load(SeqCst) >= 1, "closed without a PING");
+    // The next request dials a new connection.
+    assert_eq!(c.send(get()).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn an_upstream_connection_that_answers_pings_stays_open() {
+    let o = named_h2c("a").await;
+    let p = proxy(&format!(
+        "http2: {{keepalive_interval: 1s, keepalive_timeout: 1s}}\n{}",
+        h2c_upstream(&[(o.addr, 1)])
+    ))
+    .await;
+    let mut c = Conn::open(p.addr).await;
+    let get = || Request::get("/").header("host", "x").body(empty()).unwrap();
+    assert_eq!(c.send(get()).await.unwrap().status(), 200);
+    // Several PING rounds pass while the connection is idle.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(c.send(get()).await.unwrap().status(), 200);
+    assert_eq!(o.accepts(), 1, "the answered connection was kept");
 }

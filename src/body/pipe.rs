@@ -103,6 +103,11 @@ impl Feeder {
         }
     }
 
+    /// Whether the consumer is gone (nobody will read the rest of the body).
+    pub fn consumer_gone(&self) -> bool {
+        self.0.lock().dropped
+    }
+
     /// Hands over data; `last`: nothing follows.
     pub fn data(&mut self, b: Bytes, last: bool) {
         self.put(Some(Frame::data(b)), last, false);

@@ -265,6 +265,11 @@ pub fn to_upstream(
 /// Turns a request for an HTTP/1.1 upstream into one for an HTTP/2 upstream (RFC 9113 §8.3.1):
 /// `Host` becomes `:authority` (and is removed), `scheme` becomes `:scheme`.
 pub fn to_h2_upstream<B>(req: &mut http::Request<B>, scheme: &'static str) {
+    // An upgrade request keeps these for HTTP/1.1 (`to_upstream`); HTTP/2 has no such thing.
+    if req.headers().contains_key(header::UPGRADE) {
+        req.headers_mut().remove(header::UPGRADE);
+        req.headers_mut().remove(header::CONNECTION);
+    }
     let host = req.headers_mut().remove(header::HOST);
     let authority = host
         .as_ref()

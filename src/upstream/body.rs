@@ -1,9 +1,9 @@
 //! A response body as it comes from a server, whichever protocol the connection speaks.
 
 use super::h1::{H1Body, H1Conn, H1Error, Upgraded};
+use super::h2send::{self, H2Body};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -12,40 +12,40 @@ use std::task::{Context, Poll};
 pub enum UpstreamError {
     #[error(transparent)]
     H1(#[from] H1Error),
-    #[error(transparent)]
-    H2(#[from] hyper::Error),
+    #[error("http2: {0}")]
+    H2(h2::Error),
+    /// `send_request` failed: nothing of the request went out.
+    #[error("http2: request not sent: {0}")]
+    H2Unsent(h2::Error),
 }
 
 impl UpstreamError {
     pub fn is_head_too_large(&self) -> bool {
         match self {
             UpstreamError::H1(e) => e.is_head_too_large(),
-            UpstreamError::H2(e) => e.is_parse_too_large(),
+            // h2 refuses an over-large header list as a protocol error of the stream.
+            UpstreamError::H2(_) | UpstreamError::H2Unsent(_) => false,
         }
     }
 
     /// Whether an HTTP/2 stream failed without the server processing it: REFUSED_STREAM, or a
-    /// GOAWAY whose last stream id is below it (RFC 9113 §8.7).
+    /// GOAWAY whose last stream id is below it (RFC 9113 §8.7), or a request the connection
+    /// could not take at all (broken, or going away).
     pub fn refused_stream(&self) -> bool {
-        let UpstreamError::H2(err) = self else {
-            return false;
-        };
-        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-        while let Some(e) = source {
-            if let Some(h2) = e.downcast_ref::<h2::Error>() {
-                return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
-                    || (h2.is_go_away() && h2.is_remote());
+        match self {
+            UpstreamError::H1(_) => false,
+            UpstreamError::H2(e) => {
+                e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote())
             }
-            source = e.source();
+            UpstreamError::H2Unsent(e) => h2send::unsent_retryable(e),
         }
-        false
     }
 }
 
 #[derive(Debug)]
 pub enum UpBody {
     H1(H1Body),
-    H2(Incoming),
+    H2(H2Body),
 }
 
 impl UpBody {

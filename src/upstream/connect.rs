@@ -4,7 +4,7 @@
 //! (`h1`: no task; it counts itself in the server's open connections while it lives).
 
 use super::h1;
-use super::h2pool;
+use super::h2conn;
 use super::io::Io;
 use super::pool::Conn;
 use super::sender::Sender;
@@ -13,7 +13,6 @@ use super::transport::{self, TransportError};
 use super::Settings;
 use crate::config::Protocol;
 use crate::tls;
-use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +28,7 @@ pub enum ConnectError {
     #[error("tls: invalid server name {0:?}")]
     ServerName(String),
     #[error("handshake: {0}")]
-    Handshake(hyper::Error),
+    Handshake(h2::Error),
     #[error("connect failed (a dial to this server that this request waited for failed)")]
     SharedDialFailed,
     #[error("{0}")]
@@ -77,10 +76,7 @@ pub async fn connect(server: &Arc<Server>, settings: &Settings) -> Result<Conn, 
         }
     };
     if speaks_h2(&io, cfg.protocol) {
-        return match io {
-            Io::Plain(s) => h2pool::handshake(server, &cfg.http2, TokioIo::new(s)).await,
-            Io::Tls(s) => h2pool::handshake(server, &cfg.http2, TokioIo::new(s)).await,
-        };
+        return h2conn::handshake(server, &cfg.http2, io).await;
     }
     let limits = h1::Limits {
         max_head: cfg.max_response_header_size,

@@ -5,36 +5,61 @@
 //! long-lived connections, and every request is still balanced across servers on its own.
 //! Connections idle for the upstream's `keepalive_timeout` are closed (all but one).
 
-use super::pool::Conn;
-use super::sender::Sender;
-use super::server::Server;
-use super::ConnectError;
-use crate::body::ReqBody;
-use crate::config::Http2Settings;
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::future::Future;
+use bytes::Bytes;
+use h2::client::SendRequest;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 #[derive(Debug)]
 struct H2Conn {
-    tx: SendRequest<ReqBody>,
+    tx: SendRequest<Bytes>,
     /// Streams in use (requests whose response has not ended).
     active: AtomicUsize,
     /// When `active` last dropped to 0 (milliseconds after `H2Pool::base`).
     idle_since: AtomicU64,
-    /// The server's SETTINGS_MAX_CONCURRENT_STREAMS, as last seen by the connection's driver.
-    peer_limit: Arc<AtomicUsize>,
+    /// The connection's driver and keepalive state, shared with its task (`h2conn`).
+    shared: Arc<ConnShared>,
     base: Instant,
+}
+
+/// What a connection's driver task tells the pool about it.
+#[derive(Debug)]
+pub struct ConnShared {
+    /// The server's SETTINGS_MAX_CONCURRENT_STREAMS, as last seen by the driver.
+    pub peer_limit: AtomicUsize,
+    /// The connection ended, or a request found it unusable (GOAWAY, broken): no new stream.
+    pub closed: AtomicBool,
+}
+
+impl Default for ConnShared {
+    fn default() -> Self {
+        ConnShared {
+            // Until the server's SETTINGS arrive, assume the RFC's recommended minimum.
+            peer_limit: AtomicUsize::new(100),
+            closed: AtomicBool::new(false),
+        }
+    }
+}
+
+impl H2Conn {
+    fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
 }
 
 /// One stream slot on a multiplexed connection; the slot is free again when this is dropped.
 #[derive(Debug)]
 pub struct H2Stream {
     conn: Arc<H2Conn>,
-    pub tx: SendRequest<ReqBody>,
+    pub tx: SendRequest<Bytes>,
+}
+
+impl H2Stream {
+    /// No further stream goes on this connection (it refused one, or is broken).
+    pub fn mark_closed(&self) {
+        self.conn.shared.closed.store(true, Ordering::Release);
+    }
 }
 
 impl Drop for H2Stream {
@@ -84,9 +109,9 @@ impl H2Pool {
     /// A stream slot on a live connection with room, dropping closed connections on the way.
     pub fn checkout(&self, max_streams: u32) -> Option<H2Stream> {
         let mut conns = self.lock();
-        conns.retain(|c| !c.tx.is_closed());
+        conns.retain(|c| !c.is_closed());
         for c in conns.iter() {
-            let peer = c.peer_limit.load(Ordering::Relaxed).max(1);
+            let peer = c.shared.peer_limit.load(Ordering::Relaxed).max(1);
             let room = (max_streams as usize).min(peer);
             let taken = c
                 .active
@@ -105,13 +130,13 @@ impl H2Pool {
     }
 
     /// Adds a freshly dialed connection and takes its first stream slot.
-    fn insert(&self, tx: SendRequest<ReqBody>, peer_limit: Arc<AtomicUsize>) -> H2Stream {
+    pub fn insert(&self, tx: SendRequest<Bytes>, shared: Arc<ConnShared>) -> H2Stream {
         let conn = Arc::new(H2Conn {
             tx: tx.clone(),
             active: AtomicUsize::new(1),
             idle_since: AtomicU64::new(0),
             base: self.base,
-            peer_limit,
+            shared,
         });
         self.lock().push(conn.clone());
         H2Stream { conn, tx }
@@ -128,7 +153,7 @@ impl H2Pool {
         let now = millis_since(self.base);
         let limit = idle_timeout.as_millis() as u64;
         let mut conns = self.lock();
-        conns.retain(|c| !c.tx.is_closed());
+        conns.retain(|c| !c.is_closed());
         let mut kept_idle = false;
         conns.retain(|c| {
             let idle = c.active.load(Ordering::Acquire) == 0
@@ -156,62 +181,4 @@ impl H2Pool {
         self.last_dial_failed.store(!ok, Ordering::Release);
         self.dials.fetch_add(1, Ordering::AcqRel);
     }
-}
-
-/// hyper's HTTP/2 client builder for upstream connections.
-pub fn client_builder(h2: &Http2Settings) -> hyper::client::conn::http2::Builder<TokioExecutor> {
-    let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-    b.timer(TokioTimer::new())
-        .initial_stream_window_size(h2.initial_stream_window)
-        .initial_connection_window_size(
-            h2.initial_stream_window
-                .saturating_mul(4)
-                .min(u32::MAX >> 1),
-        )
-        .keep_alive_interval(h2.keepalive_interval)
-        .keep_alive_timeout(h2.keepalive_timeout)
-        .keep_alive_while_idle(true)
-        .max_header_list_size(h2.max_header_list_size)
-        .max_send_buf_size(h2.initial_stream_window as usize)
-        .max_concurrent_reset_streams(256);
-    b
-}
-
-/// The HTTP/2 handshake on a dialed connection: its driver task keeps the server's open
-/// connection count, the connection joins the server's pool, and its first stream slot is the
-/// caller's.
-pub async fn handshake<T>(
-    server: &Arc<Server>,
-    h2: &Http2Settings,
-    io: T,
-) -> Result<Conn, ConnectError>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (tx, conn) = client_builder(h2)
-        .handshake(io)
-        .await
-        .map_err(ConnectError::Handshake)?;
-    server.open_conns.fetch_add(1, Ordering::Relaxed);
-    let s = server.clone();
-    // Until the server's SETTINGS arrive, assume the RFC's recommended minimum.
-    let peer_limit = Arc::new(AtomicUsize::new(100));
-    let limit = peer_limit.clone();
-    tokio::spawn(async move {
-        let mut conn = Box::pin(conn);
-        let driven = std::future::poll_fn(|cx| {
-            let r = conn.as_mut().poll(cx);
-            limit.store(conn.current_max_send_streams(), Ordering::Relaxed);
-            r
-        });
-        if let Err(e) = driven.await {
-            tracing::debug!(server = %s.label, error = %e, "upstream HTTP/2 connection ended");
-        }
-        s.open_conns.fetch_sub(1, Ordering::Relaxed);
-    });
-    Ok(Conn {
-        tx: Sender::H2(server.h2.insert(tx, peer_limit)),
-        uses: 0,
-        reused: false,
-    })
 }

@@ -30,14 +30,32 @@ impl Sender {
     pub fn ready_now(&mut self) -> bool {
         match self {
             Sender::H1(c) => c.is_some(),
-            Sender::H2(s) => s.tx.is_ready(),
+            Sender::H2(s) => {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match s.tx.poll_ready(&mut cx) {
+                    std::task::Poll::Ready(Ok(())) => true,
+                    std::task::Poll::Ready(Err(_)) => {
+                        s.mark_closed();
+                        false
+                    }
+                    std::task::Poll::Pending => false,
+                }
+            }
         }
     }
 
-    pub async fn ready(&mut self) -> hyper::Result<()> {
+    /// Waits until a request can go; an error means the connection is unusable (it is then
+    /// out of its pool).
+    pub async fn ready(&mut self) -> Result<(), UpstreamError> {
         match self {
             Sender::H1(_) => Ok(()),
-            Sender::H2(s) => s.tx.ready().await,
+            Sender::H2(s) => {
+                let r = std::future::poll_fn(|cx| s.tx.poll_ready(cx)).await;
+                r.map_err(|e| {
+                    s.mark_closed();
+                    UpstreamError::H2(e)
+                })
+            }
         }
     }
 
@@ -66,14 +84,7 @@ impl Sender {
                     }),
                 }
             }
-            Sender::H2(s) => match s.tx.try_send_request(req).await {
-                Ok(r) => Ok(r.map(UpBody::H2)),
-                Err(mut e) => Err(SendError {
-                    returned: e.take_message(),
-                    spent: None,
-                    error: e.into_error().into(),
-                }),
-            },
+            Sender::H2(s) => super::h2send::send(s, req).await,
         }
     }
 }

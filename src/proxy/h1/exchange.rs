@@ -192,8 +192,19 @@ impl Exchange {
             None
         };
         let exact = body.size_hint().exact();
+        let mut req = self.req;
+        let unread = match &self.pump {
+            Pump::Broken => true,
+            Pump::Running(r) => r.feeder.consumer_gone(),
+            Pump::Done => false,
+        };
+        if unread {
+            // The request body was not read to its end (nobody wanted the rest): the connection
+            // closes after this response, and the response says so.
+            req.keep_alive = false;
+        }
         let mut dst = Vec::with_capacity(128 + parts.headers.len() * 32);
-        let enc = encode::head(&mut dst, self.req, parts.status, &mut parts.headers, exact);
+        let enc = encode::head(&mut dst, req, parts.status, &mut parts.headers, exact);
         self.out.push_vec(dst);
         let remaining = match enc.framing {
             Framing::Length(n) => n,
