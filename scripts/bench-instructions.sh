@@ -149,6 +149,7 @@ total() { # total BIN EXTRA_REQUESTS -> callgrind's instruction total for the wh
     if (($2 > 0)); then load "$2"; fi
     kill -INT "$pid"
     wait "$pid" 2>/dev/null || true
+    if [[ -n ${BENCH_KEEP:-} ]]; then cp "$out" "$BENCH_KEEP.$2"; fi
     callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
 }
 

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod app;
 pub mod balance;
+pub mod batch;
 pub mod body;
 pub mod cli;
 pub mod config;

@@ -710,3 +710,48 @@ async fn an_upstream_connection_that_answers_pings_stays_open() {
     assert_eq!(c.send(get()).await.unwrap().status(), 200);
     assert_eq!(o.accepts(), 1, "the answered connection was kept");
 }
+
+/// An h2c server (the h2 crate) that answers one request per connection, then shuts the
+/// connection down gracefully (GOAWAY). Returns its address and the connections accepted.
+async fn one_per_connection_h2c() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = accepts.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(s).await else {
+                    return;
+                };
+                if let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    let _ = respond.send_response(http::Response::new(()), true);
+                    conn.graceful_shutdown();
+                }
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    let _ = respond.send_response(http::Response::new(()), true);
+                }
+            });
+        }
+    });
+    (addr, accepts)
+}
+
+#[tokio::test]
+async fn after_an_upstream_goaway_the_next_request_goes_on_a_new_connection() {
+    let (addr, accepts) = one_per_connection_h2c().await;
+    let p = proxy(&h2c_upstream(&[(addr, 1)])).await;
+    let mut c = Conn::open(p.addr).await;
+    for i in 1..=3 {
+        let req = Request::get("/").header("host", "x").body(empty()).unwrap();
+        assert_eq!(c.send(req).await.unwrap().status(), 200, "request {i}");
+        // Time for the GOAWAY to reach swarmgate (a request racing it would be refused, and
+        // this upstream has no other server to take it).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(accepts.load(std::sync::atomic::Ordering::SeqCst), 3);
+}

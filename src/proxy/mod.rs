@@ -5,7 +5,6 @@
 //! (`http2`), HTTP/2 write batching (`batch`), gRPC answers (`grpc`) and error mapping
 //! (`error`).
 
-pub mod batch;
 pub mod body;
 pub mod conn;
 pub mod error;

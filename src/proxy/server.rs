@@ -211,9 +211,9 @@ async fn drive_h2<I>(
     });
     let conn = super::http2::server_builder(h2, limits).serve_connection(io, svc);
     tokio::pin!(conn);
-    let conn = super::batch::Batched::new(conn);
+    let conn = crate::batch::Batched::new(conn);
     tokio::pin!(conn);
-    let graceful = |c: Pin<&mut super::batch::Batched<'_, _>>| {
+    let graceful = |c: Pin<&mut crate::batch::Batched<'_, _>>| {
         hyper::server::conn::http2::Connection::graceful_shutdown(c.get_mut().conn())
     };
     let _ = until_done(conn, graceful, &state, &mut shutdown, peer).await;

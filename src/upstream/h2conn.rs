@@ -85,14 +85,14 @@ enum Ended {
     KeepAliveTimeout,
 }
 
-/// Polls the connection (and its keepalive) until it ends; dropping it then fails what is
-/// still open on it.
+/// Polls the connection (and its keepalive) until it ends, stepping aside once per wake-up;
+/// dropping it then fails what is still open on it.
 async fn drive(
     mut conn: h2::client::Connection<Io, Bytes>,
     mut keepalive: Option<KeepAlive>,
     shared: &ConnShared,
 ) -> Ended {
-    std::future::poll_fn(|cx| {
+    let driven = std::future::poll_fn(|cx| {
         match Pin::new(&mut conn).poll(cx) {
             Poll::Ready(Ok(())) => return Poll::Ready(Ended::Closed),
             Poll::Ready(Err(e)) => return Poll::Ready(Ended::Error(e)),
@@ -110,8 +110,11 @@ async fn drive(
             }
             _ => Poll::Pending,
         }
-    })
-    .await
+    });
+    // Steps aside once per wake-up, so that one write carries the frames of every request
+    // task that ran meanwhile (see `crate::batch`).
+    let driven = std::pin::pin!(driven);
+    crate::batch::Batched::new(driven).await
 }
 
 /// PING every `interval`; a PING not answered within `timeout` ends the connection.

@@ -1,4 +1,5 @@
-//! Driving client HTTP/2 connections so that their writes gather many streams' frames.
+//! Driving HTTP/2 connections (client side in `proxy::server`, upstream side in
+//! `upstream::h2conn`) so that their writes gather many streams' frames.
 //! A stream's task that queues a frame wakes the connection's task, and tokio runs a task woken
 //! by the running one next: the connection would then write that one frame per syscall, and its
 //! peer would wake up for each. [`Batched`] makes the connection step aside once per wake-up
