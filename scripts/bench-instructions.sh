@@ -9,7 +9,9 @@
 #   scripts/bench-instructions.sh                      # target/release/swarmgate
 #   scripts/bench-instructions.sh OLD_BIN NEW_BIN ...  # each binary, same load, one line each
 # Environment: BENCH_REQUESTS requests measured [4000]; BENCH_PORT_BASE ports base+80 (proxy)
-# and base+81, base+82 (origins) [18100]; BENCH_CASE http1 [default] or grpc.
+# and base+81, base+82 (origins) [18100]; BENCH_CASE http1 [default] or grpc; BENCH_KEEP=PREFIX
+# keeps each run's callgrind output as PREFIX.<extra requests> for callgrind_annotate (symbols:
+# a binary from `cargo build --profile profiling`).
 #
 # Method (http1): one nginx origin (100-byte body) on 127.0.0.1; swarmgate (workers: 1, no access
 # log, keepalive 32) under callgrind; scripts/bench/keepalive_load.py sends exactly 400 warm-up
