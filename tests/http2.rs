@@ -607,41 +607,64 @@ async fn http_health_checks_speak_http2_to_an_h2c_upstream() {
     assert!(sick.requests() > 0, "the probe reached the h2c server");
 }
 
-/// An h2c server written frame by frame: every request gets an empty 200, a PING is counted
-/// and never answered. Returns its address, the PINGs seen, and the connections that ended.
-async fn unanswering_h2c() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+/// What [`frame_h2c`] saw.
+#[derive(Default)]
+struct FrameStats {
+    pings: std::sync::atomic::AtomicUsize,
+    ended: std::sync::atomic::AtomicUsize,
+    /// Most HEADERS frames (new streams) that arrived on one connection before the server
+    /// sent its SETTINGS.
+    early_streams: std::sync::atomic::AtomicUsize,
+}
+
+/// An h2c server written frame by frame: it sends its (empty) SETTINGS after `settings_delay`,
+/// every request gets an empty 200, a PING is counted and never answered.
+async fn frame_h2c(settings_delay: Duration) -> (std::net::SocketAddr, std::sync::Arc<FrameStats>) {
+    use std::sync::atomic::Ordering::SeqCst;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (pings, ended) = (
-        std::sync::Arc::new(AtomicUsize::new(0)),
-        std::sync::Arc::new(AtomicUsize::new(0)),
-    );
-    let (p, e) = (pings.clone(), ended.clone());
+    let stats = std::sync::Arc::new(FrameStats::default());
+    let st = stats.clone();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let (p, e) = (p.clone(), e.clone());
+        while let Ok((s, _)) = listener.accept().await {
+            let st = st.clone();
             tokio::spawn(async move {
+                let (rd, mut wr) = s.into_split();
+                // What the client sent before our SETTINGS (it may not exceed 100 streams
+                // then, RFC 9113 §6.5.2's recommended minimum).
+                tokio::time::sleep(settings_delay).await;
+                let mut early = Vec::new();
+                let mut chunk = vec![0u8; 64 << 10];
+                while let Ok(n) = rd.try_read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    early.extend_from_slice(&chunk[..n]);
+                }
+                let (mut at, mut streams) = (24, 0);
+                while at + 9 <= early.len() {
+                    let len = u32::from_be_bytes([0, early[at], early[at + 1], early[at + 2]]);
+                    streams += usize::from(early[at + 3] == 1);
+                    at += 9 + len as usize;
+                }
+                st.early_streams.fetch_max(streams, SeqCst);
+                let mut rd = std::io::Cursor::new(early).chain(rd);
                 let mut preface = [0u8; 24];
-                let ok = s.read_exact(&mut preface).await.is_ok()
-                    && s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.is_ok();
+                let ok = rd.read_exact(&mut preface).await.is_ok()
+                    && wr.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.is_ok();
                 if !ok {
-                    e.fetch_add(1, SeqCst);
+                    st.ended.fetch_add(1, SeqCst);
                     return;
                 }
                 loop {
                     let mut head = [0u8; 9];
-                    if s.read_exact(&mut head).await.is_err() {
+                    if rd.read_exact(&mut head).await.is_err() {
                         break;
                     }
                     let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
                     let mut payload = vec![0u8; len];
-                    if s.read_exact(&mut payload).await.is_err() {
+                    if rd.read_exact(&mut payload).await.is_err() {
                         break;
                     }
                     let (kind, flags, stream) = (head[3], head[4], &head[5..9]);
@@ -652,26 +675,27 @@ async fn unanswering_h2c() -> (
                         (1, _) => [&[0, 0, 1, 1, 5][..], stream, &[0x88]].concat(),
                         // PING: counted, never answered.
                         (6, 0) => {
-                            p.fetch_add(1, SeqCst);
+                            st.pings.fetch_add(1, SeqCst);
                             continue;
                         }
                         _ => continue,
                     };
-                    if s.write_all(&reply).await.is_err() {
+                    if wr.write_all(&reply).await.is_err() {
                         break;
                     }
                 }
-                e.fetch_add(1, SeqCst);
+                st.ended.fetch_add(1, SeqCst);
             });
         }
     });
-    (addr, pings, ended)
+    (addr, stats)
 }
 
 #[tokio::test]
 async fn an_upstream_connection_whose_pings_go_unanswered_is_closed_and_replaced() {
     use std::sync::atomic::Ordering::SeqCst;
-    let (addr, pings, ended) = unanswering_h2c().await;
+    let (addr, stats) = frame_h2c(Duration::ZERO).await;
+    let (pings, ended) = (&stats.pings, &stats.ended);
     let p = proxy(&format!(
         "http2: {{keepalive_interval: 1s, keepalive_timeout: 1s}}\n{}",
         h2c_upstream(&[(addr, 1)])
@@ -754,4 +778,28 @@ async fn after_an_upstream_goaway_the_next_request_goes_on_a_new_connection() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(accepts.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn before_a_new_upstream_connections_settings_at_most_100_streams_go_on_it() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (addr, stats) = frame_h2c(Duration::from_millis(500)).await;
+    let p = proxy(&h2c_upstream(&[(addr, 1)])).await;
+    // 120 requests at once (one client connection): more than 100, fewer than the 128 streams
+    // swarmgate would put on one connection once the server allows it.
+    let h2 = H2Conn::open(p.addr).await;
+    let mut tasks = Vec::new();
+    for _ in 0..120 {
+        let mut h2 = h2.clone();
+        tasks.push(tokio::spawn(async move { h2.get("/").await.0 }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let early = stats.early_streams.load(SeqCst);
+    assert!(early > 0, "the burst went out before the SETTINGS");
+    assert!(
+        early <= 100,
+        "{early} streams opened on one connection before the server's SETTINGS"
+    );
 }

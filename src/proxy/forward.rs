@@ -300,7 +300,9 @@ async fn attempt(
                     }
                     _ => {}
                 }
-                let client_side = status.is_some_and(|s| s.error().is_some());
+                // The client's body broke off, or the request could not even be framed for
+                // the server (a head h2 refuses): not the server's fault.
+                let client_side = status.is_some_and(|s| s.error().is_some()) || err.is_unsent();
                 let error = if err.is_head_too_large() {
                     ProxyError::UpstreamHeadTooLarge
                 } else {

@@ -28,6 +28,11 @@ impl UpstreamError {
         }
     }
 
+    /// Whether the request never went out (h2 refused to send it).
+    pub fn is_unsent(&self) -> bool {
+        matches!(self, UpstreamError::H2Unsent(_))
+    }
+
     /// Whether an HTTP/2 stream failed without the server processing it: REFUSED_STREAM, or a
     /// GOAWAY whose last stream id is below it (RFC 9113 §8.7), or a request the connection
     /// could not take at all (broken, or going away).

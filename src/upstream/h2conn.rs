@@ -19,6 +19,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
+/// Streams assumed allowed before the server's SETTINGS say (RFC 9113 §6.5.2 recommends at
+/// least 100; hyper's client assumed 100 too).
+pub const INITIAL_MAX_STREAMS: usize = 100;
+
 /// Streams reset by the peer that h2 remembers (to tell late frames from protocol errors).
 const MAX_RESET_STREAMS: usize = 256;
 
@@ -35,6 +39,9 @@ fn builder(h2: &Http2Settings) -> h2::client::Builder {
         .max_header_list_size(h2.max_header_list_size)
         .max_send_buffer_size(h2.initial_stream_window as usize)
         .max_concurrent_reset_streams(MAX_RESET_STREAMS)
+        // Until the server's SETTINGS arrive (h2's own default is no limit): a burst on a new
+        // connection must not open more streams than a common server allows.
+        .initial_max_send_streams(INITIAL_MAX_STREAMS)
         .enable_push(false);
     b
 }

@@ -36,7 +36,7 @@ impl Default for ConnShared {
     fn default() -> Self {
         ConnShared {
             // Until the server's SETTINGS arrive, assume the RFC's recommended minimum.
-            peer_limit: AtomicUsize::new(100),
+            peer_limit: AtomicUsize::new(super::h2conn::INITIAL_MAX_STREAMS),
             closed: AtomicBool::new(false),
         }
     }

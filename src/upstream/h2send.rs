@@ -150,16 +150,26 @@ impl Pump {
                     return Poll::Ready(Err(PumpError::Upstream(e)));
                 }
             }
-            let frame = match std::task::ready!(Pin::new(&mut self.body).poll_frame(cx)) {
-                None => {
+            let polled = Pin::new(&mut self.body).poll_frame(cx);
+            let frame = match polled {
+                Poll::Pending => {
+                    // Waiting for the client: a server that resets the stream meanwhile (it
+                    // answered early, or gave up) ends the upload now.
+                    if let Poll::Ready(r) = self.tx.poll_reset(cx) {
+                        let e = r.map_or_else(|e| e, h2::Error::from);
+                        return Poll::Ready(Err(PumpError::Upstream(e)));
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(None) => {
                     let r = self.tx.send_data(Bytes::new(), true);
                     return Poll::Ready(r.map_err(PumpError::Upstream));
                 }
-                Some(Err(e)) => {
+                Poll::Ready(Some(Err(e))) => {
                     self.tx.send_reset(Reason::CANCEL);
                     return Poll::Ready(Err(PumpError::Body(e)));
                 }
-                Some(Ok(f)) => f,
+                Poll::Ready(Some(Ok(f))) => f,
             };
             self.first = false;
             match frame.into_data() {
