@@ -117,7 +117,7 @@ pub async fn forward(
     // method is idempotent. One with a body only after a refusal, and only when its whole
     // body was kept aside (HTTP/2 upstreams, small bodies: `BodyStatus::replayable`).
     // An HTTP/1.1 connection gives a bodyless request back after a failure (`Failure::spent`);
-    // hyper's HTTP/2 client does not, so only an upstream that may speak HTTP/2 keeps a copy.
+    // h2 keeps the head it sent, so only an upstream that may speak HTTP/2 keeps a copy.
     let idempotent = idempotent(&out.method);
     let recorded = cfg.protocol != crate::config::Protocol::Http1;
     let template = recorded.then(|| Template {
