@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod h1;
+pub mod h2ping;
 pub mod health;
 pub mod import;
 pub mod metrics;

@@ -803,3 +803,62 @@ async fn before_a_new_upstream_connections_settings_at_most_100_streams_go_on_it
         "{early} streams opened on one connection before the server's SETTINGS"
     );
 }
+
+/// A client that resets its stream (a cancelled gRPC call, a closed browser tab) while the
+/// upstream works on it: swarmgate drops the upstream request, so the upstream connection
+/// closes at once rather than when the server answers or `read_timeout` passes.
+#[tokio::test]
+async fn a_stream_reset_by_the_client_cancels_its_upstream_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An HTTP/1.1 origin that reads a request and never answers; it reports when swarmgate
+    // closes the connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                let head = read_head(&mut s).await;
+                if head.is_some_and(|h| h.starts_with(b"GET /warm ")) {
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+                let _ = seen_tx.send("request");
+                let mut buf = [0u8; 64];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                let _ = seen_tx.send("closed");
+            });
+        }
+    });
+    let p = proxy(&format!("{}    read_timeout: 60s\n", one_upstream(origin))).await;
+
+    let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let warm = Request::get("http://test.local/warm").body(()).unwrap();
+    let (resp, _) = client.send_request(warm, true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+
+    let mut client = client.ready().await.unwrap();
+    let req = Request::get("http://test.local/hold").body(()).unwrap();
+    let (_resp, mut stream) = client.send_request(req, true).unwrap();
+    let within = Duration::from_secs(10);
+    let got = tokio::time::timeout(within, seen.recv()).await;
+    assert_eq!(got.expect("no request upstream"), Some("request"));
+    stream.send_reset(h2::Reason::CANCEL);
+    // Without the cancellation the origin would wait for read_timeout (60 s).
+    let got = tokio::time::timeout(within, seen.recv()).await;
+    assert_eq!(got.expect("upstream connection still open"), Some("closed"));
+    // The client connection is still fine.
+    let mut client = client.ready().await.unwrap();
+    let again = Request::get("http://test.local/warm").body(()).unwrap();
+    let (resp, _) = client.send_request(again, true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+}

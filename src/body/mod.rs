@@ -3,12 +3,12 @@
 //! `client_max_body_size` and `client_body_timeout` enforced frame by frame; [`BodyStatus`] tells
 //! the forwarder what became of it. Nothing is buffered.
 
+pub mod h2;
 pub mod pipe;
 
 use crate::timer::LazyDeadline;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -160,13 +160,13 @@ impl IdleTimer {
     }
 }
 
-/// A client's request body as it arrives: from hyper's HTTP/2 server, or from our HTTP/1.1
-/// connection loop (`proxy::h1`) through a [`pipe`].
+/// A client's request body as it arrives: from an HTTP/2 stream (`proxy::h2`), or from our
+/// HTTP/1.1 connection loop (`proxy::h1`) through a [`pipe`].
 #[derive(Debug)]
 pub enum ClientBody {
     /// An HTTP/1.1 request without a body.
     Empty,
-    H2(Incoming),
+    H2(self::h2::H2Body),
     H1(pipe::PipeBody),
 }
 

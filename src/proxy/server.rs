@@ -1,19 +1,17 @@
-//! Listeners: accept, optional TLS, serve HTTP/1.1 (our server, `h1`) or HTTP/2 (hyper's; ALPN
-//! on TLS, the preface on plain TCP) with the connection timeouts of `conn`, and drain
+//! Listeners: accept, optional TLS, serve HTTP/1.1 (`h1`) or HTTP/2 (`h2`; ALPN on TLS, the
+//! preface on plain TCP) with the connection timeouts of `conn`, and drain
 //! gracefully on shutdown (HTTP/1.1: keepalive off; HTTP/2: GOAWAY; in-flight requests finish).
 
 use super::conn::{ConnState, ConnTimeouts, TimedIo};
-use super::handler::{self, ConnCtx};
-use super::http2::Sniffed;
+use super::h2::Sniffed;
+use super::handler::ConnCtx;
 use crate::metrics::metrics;
 use crate::runtime::Shared;
-use hyper::rt::{Read, Write};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -124,7 +122,7 @@ fn serve(
                 let timeout = limits.header_timeout;
                 Box::pin(async {
                     tokio::select! {
-                        s = super::http2::sniff(&stream, timeout) => s,
+                        s = super::h2::sniff(&stream, timeout) => s,
                         _ = shutdown.changed() => Sniffed::Nothing,
                     }
                 })
@@ -157,7 +155,7 @@ fn serve(
         match ctx.tls {
             None if sniffed == Sniffed::H2 => {
                 let h2 = ctx.shared.runtime_full().config.http2;
-                Box::pin(drive_h2(TokioIo::new(io), cx, &h2, &limits, ctx.shutdown)).await
+                Box::pin(drive_h2(io, cx, &h2, &limits, ctx.shutdown)).await
             }
             None => super::h1::serve(io, cx, &limits, ctx.shutdown).await,
             Some(acceptor) => {
@@ -180,7 +178,7 @@ async fn serve_tls(
     let h2 = cx.shared.runtime_full().config.http2;
     match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
         Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
-            drive_h2(TokioIo::new(tls), cx, &h2, &limits, shutdown).await
+            drive_h2(tls, cx, &h2, &limits, shutdown).await
         }
         Ok(Ok(tls)) => super::h1::serve(tls, cx, &limits, shutdown).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -196,27 +194,33 @@ async fn drive_h2<I>(
     limits: &crate::config::ClientLimits,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    I: Read + Write + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin,
 {
     let state = cx.state.clone();
     state.set_multiplexed();
     let peer = cx.peer;
-    // Boxed here: hyper moves the service future into a task of its own per stream, and the
-    // handler's future is large (~6 KB), so a box keeps those moves to a pointer.
-    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        Box::pin(handler::handle(
-            req.map(crate::body::ClientBody::H2),
-            cx.clone(),
-        ))
-    });
-    let conn = super::http2::server_builder(h2, limits).serve_connection(io, svc);
+    let conn = match super::h2::handshake(io, cx, h2, limits).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+    };
     tokio::pin!(conn);
     let conn = crate::batch::Batched::new(conn);
     tokio::pin!(conn);
-    let graceful = |c: Pin<&mut crate::batch::Batched<'_, _>>| {
-        hyper::server::conn::http2::Connection::graceful_shutdown(c.get_mut().conn())
+    let graceful = |c: Pin<&mut crate::batch::Batched<'_, super::h2::Conn<I>>>| {
+        c.get_mut().conn().get_mut().graceful_shutdown()
     };
-    let _ = until_done(conn, graceful, &state, &mut shutdown, peer).await;
+    let ended = until_done(conn, graceful, &state, &mut shutdown, peer).await;
+    if let Err(super::h2::ConnError::H2(e)) = &ended {
+        if e.is_go_away() && !e.is_remote() {
+            // swarmgate sent GOAWAY with an error (a flood, a protocol error) while the client
+            // may still be sending: a plain close would reset the connection and the GOAWAY
+            // could be lost with it.
+            state.set_linger();
+        }
+    }
 }
 
 /// Drives a client connection to its end; on shutdown it is told to finish gracefully

@@ -1,7 +1,8 @@
 //! A response body as it comes from a server, whichever protocol the connection speaks.
 
 use super::h1::{H1Body, H1Conn, H1Error, Upgraded};
-use super::h2send::{self, H2Body};
+use super::h2send;
+use crate::body::h2::H2Body;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;

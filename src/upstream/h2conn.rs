@@ -10,14 +10,13 @@ use super::sender::Sender;
 use super::server::Server;
 use super::ConnectError;
 use crate::config::Http2Settings;
+use crate::h2ping::{KeepAlive, KeepAliveEnd};
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
-use tokio::time::{Instant, Sleep};
+use std::task::Poll;
 
 /// Streams assumed allowed before the server's SETTINGS say (RFC 9113 §6.5.2 recommends at
 /// least 100; hyper's client assumed 100 too).
@@ -122,55 +121,4 @@ async fn drive(
     // task that ran meanwhile (see `crate::batch`).
     let driven = std::pin::pin!(driven);
     crate::batch::Batched::new(driven).await
-}
-
-/// PING every `interval`; a PING not answered within `timeout` ends the connection.
-struct KeepAlive {
-    pings: h2::PingPong,
-    interval: Duration,
-    timeout: Duration,
-    timer: Pin<Box<Sleep>>,
-    awaiting_pong: bool,
-}
-
-enum KeepAliveEnd {
-    TimedOut,
-    /// PINGs can no longer be sent (the connection is closing).
-    Unavailable,
-}
-
-impl KeepAlive {
-    fn new(pings: h2::PingPong, interval: Duration, timeout: Duration) -> Self {
-        KeepAlive {
-            pings,
-            interval,
-            timeout,
-            timer: Box::pin(tokio::time::sleep(interval)),
-            awaiting_pong: false,
-        }
-    }
-
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<KeepAliveEnd> {
-        loop {
-            if self.awaiting_pong {
-                match self.pings.poll_pong(cx) {
-                    Poll::Ready(Ok(_)) => {
-                        self.awaiting_pong = false;
-                        self.timer.as_mut().reset(Instant::now() + self.interval);
-                        continue;
-                    }
-                    Poll::Ready(Err(_)) => return Poll::Ready(KeepAliveEnd::Unavailable),
-                    Poll::Pending => {}
-                }
-                std::task::ready!(self.timer.as_mut().poll(cx));
-                return Poll::Ready(KeepAliveEnd::TimedOut);
-            }
-            std::task::ready!(self.timer.as_mut().poll(cx));
-            if self.pings.send_ping(h2::Ping::opaque()).is_err() {
-                return Poll::Ready(KeepAliveEnd::Unavailable);
-            }
-            self.awaiting_pong = true;
-            self.timer.as_mut().reset(Instant::now() + self.timeout);
-        }
-    }
 }

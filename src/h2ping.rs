@@ -1,0 +1,60 @@
+//! HTTP/2 keepalive for both sides (client connections in `proxy::h2`, upstream ones in
+//! `upstream::h2conn`): a PING every `http2.keepalive_interval`; a PING not answered within
+//! `http2.keepalive_timeout` ends the connection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+/// PING every `interval`; a PING not answered within `timeout` ends the connection.
+pub struct KeepAlive {
+    pings: h2::PingPong,
+    interval: Duration,
+    timeout: Duration,
+    timer: Pin<Box<Sleep>>,
+    awaiting_pong: bool,
+}
+
+pub enum KeepAliveEnd {
+    TimedOut,
+    /// PINGs can no longer be sent (the connection is closing).
+    Unavailable,
+}
+
+impl KeepAlive {
+    pub fn new(pings: h2::PingPong, interval: Duration, timeout: Duration) -> Self {
+        KeepAlive {
+            pings,
+            interval,
+            timeout,
+            timer: Box::pin(tokio::time::sleep(interval)),
+            awaiting_pong: false,
+        }
+    }
+
+    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<KeepAliveEnd> {
+        loop {
+            if self.awaiting_pong {
+                match self.pings.poll_pong(cx) {
+                    Poll::Ready(Ok(_)) => {
+                        self.awaiting_pong = false;
+                        self.timer.as_mut().reset(Instant::now() + self.interval);
+                        continue;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(KeepAliveEnd::Unavailable),
+                    Poll::Pending => {}
+                }
+                std::task::ready!(self.timer.as_mut().poll(cx));
+                return Poll::Ready(KeepAliveEnd::TimedOut);
+            }
+            std::task::ready!(self.timer.as_mut().poll(cx));
+            if self.pings.send_ping(h2::Ping::opaque()).is_err() {
+                return Poll::Ready(KeepAliveEnd::Unavailable);
+            }
+            self.awaiting_pong = true;
+            self.timer.as_mut().reset(Instant::now() + self.timeout);
+        }
+    }
+}
