@@ -8,13 +8,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
-/// PING every `interval`; a PING not answered within `timeout` ends the connection.
+/// A PING once the connection has been idle (no new stream, see [`KeepAlive::active`]; a side
+/// that never calls it PINGs every `interval`) for `interval` to twice that; a PING not
+/// answered within `timeout` ends the connection.
 pub struct KeepAlive {
     pings: h2::PingPong,
     interval: Duration,
     timeout: Duration,
     timer: Pin<Box<Sleep>>,
     awaiting_pong: bool,
+    /// Set by [`KeepAlive::active`]: the connection carried a new stream since the timer was
+    /// armed, so the PING waits another interval.
+    active: bool,
 }
 
 pub enum KeepAliveEnd {
@@ -31,7 +36,14 @@ impl KeepAlive {
             timeout,
             timer: Box::pin(tokio::time::sleep(interval)),
             awaiting_pong: false,
+            active: false,
         }
+    }
+
+    /// The connection is in use (a new stream): no PING is needed before it has been idle for
+    /// an interval. Cheap: a flag looked at when the timer fires.
+    pub fn active(&mut self) {
+        self.active = true;
     }
 
     pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<KeepAliveEnd> {
@@ -50,6 +62,10 @@ impl KeepAlive {
                 return Poll::Ready(KeepAliveEnd::TimedOut);
             }
             std::task::ready!(self.timer.as_mut().poll(cx));
+            if std::mem::take(&mut self.active) {
+                self.timer.as_mut().reset(Instant::now() + self.interval);
+                continue;
+            }
             if self.pings.send_ping(h2::Ping::opaque()).is_err() {
                 return Poll::Ready(KeepAliveEnd::Unavailable);
             }

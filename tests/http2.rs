@@ -82,6 +82,8 @@ async fn h2_errors_have_no_connection_header_and_the_connection_survives() {
         let (s, h, _) = h2.get("/").await;
         assert_eq!(s, 502);
         assert!(h.get("connection").is_none());
+        // Generated here, so swarmgate dates it (RFC 9110 §6.6.1), as over HTTP/1.1.
+        assert!(h.get("date").is_some());
     }
 }
 
@@ -861,4 +863,39 @@ async fn a_stream_reset_by_the_client_cancels_its_upstream_request() {
     let again = Request::get("http://test.local/warm").body(()).unwrap();
     let (resp, _) = client.send_request(again, true).unwrap();
     assert_eq!(resp.await.unwrap().status(), 200);
+}
+
+/// A client that stops answering PINGs is sent a GOAWAY and closed after
+/// `http2.keepalive_timeout` (not just dropped: the GOAWAY says why).
+#[tokio::test]
+async fn a_client_that_does_not_answer_pings_gets_goaway_and_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let o = echo_origin().await;
+    let p = proxy(&format!(
+        "http2: {{keepalive_interval: 300ms, keepalive_timeout: 300ms}}\n{}",
+        one_upstream(o.addr)
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    // The preface and an empty SETTINGS frame; then silence (no PING is ever answered).
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "connection still open after 10 s");
+    // Walk the frames: a PING (type 6) and then a GOAWAY (type 7).
+    let mut types = Vec::new();
+    let mut at = 0;
+    while at + 9 <= got.len() {
+        let len = u32::from_be_bytes([0, got[at], got[at + 1], got[at + 2]]) as usize;
+        types.push(got[at + 3]);
+        at += 9 + len;
+    }
+    let ping = types.iter().position(|&t| t == 6);
+    let goaway = types.iter().position(|&t| t == 7);
+    assert!(
+        matches!((ping, goaway), (Some(p), Some(g)) if p < g),
+        "frame types: {types:?}"
+    );
 }

@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod conn;
+pub mod date;
 pub mod error;
 pub mod forward;
 pub mod grpc;

@@ -8,8 +8,6 @@
 use crate::h1::has_token;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRAILER, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, StatusCode, Version};
-use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What the response answers.
 #[derive(Debug, Clone, Copy)]
@@ -170,7 +168,7 @@ pub fn head(
     }
     if !seen.date {
         dst.extend_from_slice(b"date: ");
-        with_date(|d| dst.extend_from_slice(d));
+        dst.extend_from_slice(crate::proxy::date::now().as_bytes());
         dst.extend_from_slice(b"\r\n");
     }
     dst.extend_from_slice(b"\r\n");
@@ -216,22 +214,6 @@ pub fn last_chunk(dst: &mut Vec<u8>, allowed: &[HeaderName], trailers: Option<&H
         }
     }
     dst.extend_from_slice(b"\r\n");
-}
-
-/// The current `Date` value, formatted at most once a second per thread.
-fn with_date(f: impl FnOnce(&[u8])) {
-    thread_local! {
-        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.0 != secs {
-            *c = (secs, httpdate::fmt_http_date(now));
-        }
-        f(c.1.as_bytes());
-    });
 }
 
 #[cfg(test)]

@@ -114,6 +114,8 @@ where
     Ok(Conn {
         conn,
         keepalive,
+        ping_timeout: h2.keepalive_timeout,
+        closing_after_timeout: None,
         streams: FuturesUnordered::new(),
         cx,
     })
@@ -124,6 +126,11 @@ where
 pub struct Conn<I> {
     conn: h2::server::Connection<I, Bytes>,
     keepalive: Option<KeepAlive>,
+    /// `http2.keepalive_timeout`.
+    ping_timeout: Duration,
+    /// Set when a PING went unanswered: the GOAWAY is on its way; the connection closes when
+    /// it is out, or when this fires.
+    closing_after_timeout: Option<Pin<Box<tokio::time::Sleep>>>,
     streams: FuturesUnordered<stream::Stream>,
     cx: Arc<ConnCtx>,
 }
@@ -168,17 +175,37 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Future for Conn<I> {
         let mut first = true;
         loop {
             match this.drive(cx) {
+                Ok(None) if this.closing_after_timeout.is_some() => {
+                    return Poll::Ready(Err(ConnError::KeepAliveTimeout))
+                }
                 Ok(None) => return Poll::Ready(Ok(())),
                 Err(e) => return Poll::Ready(Err(e.into())),
                 Ok(Some(0)) if !first => break,
-                Ok(Some(_)) => {}
+                Ok(Some(0)) => {}
+                Ok(Some(_)) => {
+                    if let Some(k) = this.keepalive.as_mut() {
+                        k.active();
+                    }
+                }
             }
             first = false;
             this.run_streams(cx);
         }
+        if let Some(deadline) = this.closing_after_timeout.as_mut() {
+            // The GOAWAY after an unanswered PING had `keepalive_timeout` to go out.
+            return match deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(ConnError::KeepAliveTimeout)),
+                Poll::Pending => Poll::Pending,
+            };
+        }
         match this.keepalive.as_mut().map(|k| k.poll(cx)) {
             Some(Poll::Ready(KeepAliveEnd::TimedOut)) => {
-                Poll::Ready(Err(ConnError::KeepAliveTimeout))
+                // GOAWAY, then close; a peer that does not even read gets `timeout` more.
+                this.conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                this.closing_after_timeout = Some(Box::pin(tokio::time::sleep(this.ping_timeout)));
+                this.keepalive = None;
+                cx.waker().wake_by_ref(); // drive the connection: the GOAWAY goes out
+                Poll::Pending
             }
             Some(Poll::Ready(KeepAliveEnd::Unavailable)) => {
                 this.keepalive = None; // the connection is going away; its own poll says how

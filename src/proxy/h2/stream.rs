@@ -97,6 +97,11 @@ impl Future for Stream {
 fn send_head(respond: &mut SendResponse<Bytes>, resp: Response<ResBody>) -> Option<Pump<ResBody>> {
     let (mut parts, body) = resp.into_parts();
     strip_connection_specific(&mut parts.headers);
+    if !parts.headers.contains_key(header::DATE) {
+        parts
+            .headers
+            .insert(header::DATE, crate::proxy::date::now());
+    }
     let eos = body.is_end_stream();
     if !eos && !parts.headers.contains_key(header::CONTENT_LENGTH) {
         if let Some(n) = body.size_hint().exact() {
@@ -109,7 +114,10 @@ fn send_head(respond: &mut SendResponse<Bytes>, resp: Response<ResBody>) -> Opti
         Ok(tx) if !eos => Some(Pump::new(body, tx, Reason::INTERNAL_ERROR)),
         Ok(_) => None,
         Err(e) => {
+            // Reset explicitly: h2 resets a dropped stream by itself only when nothing else
+            // holds it (an upload task may still hold the request body).
             tracing::debug!(error = %e, "response head not sent");
+            respond.send_reset(Reason::INTERNAL_ERROR);
             None
         }
     }
