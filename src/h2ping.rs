@@ -22,6 +22,19 @@ pub struct KeepAlive {
     active: bool,
 }
 
+/// Polls an optional keepalive: true once a PING went unanswered. A keepalive that can no
+/// longer PING (the connection is closing; its own poll says how) is dropped.
+pub fn poll_timed_out(slot: &mut Option<KeepAlive>, cx: &mut Context<'_>) -> bool {
+    match slot.as_mut().map(|k| k.poll(cx)) {
+        Some(Poll::Ready(KeepAliveEnd::TimedOut)) => true,
+        Some(Poll::Ready(KeepAliveEnd::Unavailable)) => {
+            *slot = None;
+            false
+        }
+        _ => false,
+    }
+}
+
 pub enum KeepAliveEnd {
     TimedOut,
     /// PINGs can no longer be sent (the connection is closing).

@@ -7,6 +7,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The current `Date` value (a cheap clone of the cached one).
 pub fn now() -> HeaderValue {
+    with(HeaderValue::clone)
+}
+
+/// Calls `f` with the current `Date` value, borrowed from the cache.
+pub fn with<R>(f: impl FnOnce(&HeaderValue) -> R) -> R {
     thread_local! {
         static CACHE: RefCell<(u64, HeaderValue)> =
             const { RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
@@ -22,6 +27,6 @@ pub fn now() -> HeaderValue {
                 .unwrap_or_else(|_| HeaderValue::from_static(""));
             *c = (secs, v);
         }
-        c.1.clone()
+        f(&c.1)
     })
 }

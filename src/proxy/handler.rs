@@ -53,7 +53,7 @@ pub async fn handle(
     let mut guard = RequestGuard::begin(cx.state.clone(), log);
     guard.set_protocol(if h2 { "h2" } else { "http/1.1" });
     // Not boxed on its own: every caller boxes `handle` per request (our HTTP/1.1 server, and
-    // the HTTP/2 service before hyper spawns it per stream), so an idle connection holds none
+    // each HTTP/2 stream in `proxy::h2::stream`), so an idle connection holds none
     // of the forwarding state (~6 KB) and nothing moves it by value.
     let forwarding = proxy(req, &cx, &rt, &mut guard);
     // `grpc-timeout` bounds the wait for the upstream's answer (the header goes upstream too).
@@ -89,11 +89,9 @@ pub async fn handle(
             .or_insert(HeaderValue::from_static(grpc::TRAILER_FIELDS));
     }
     let limit = rt.client.keepalive_requests;
-    if h2 {
-        // Connection-specific fields do not exist in HTTP/2 (RFC 9113 §8.2.2); shutdown is
-        // a GOAWAY instead.
-        resp.headers_mut().remove(header::CONNECTION);
-    } else if resp.status() != StatusCode::SWITCHING_PROTOCOLS // its `Connection: upgrade` stays
+    // HTTP/2: connection-specific fields (RFC 9113 §8.2.2) are stripped where the head is
+    // sent (`proxy::h2::stream`); shutdown is a GOAWAY instead.
+    if !h2 && resp.status() != StatusCode::SWITCHING_PROTOCOLS // its `Connection: upgrade` stays
         && ((limit != 0 && seq >= limit) || cx.shared.is_shutting_down() || cx.state.is_closing())
     {
         resp.headers_mut()

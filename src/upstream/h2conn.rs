@@ -10,7 +10,7 @@ use super::sender::Sender;
 use super::server::Server;
 use super::ConnectError;
 use crate::config::Http2Settings;
-use crate::h2ping::{KeepAlive, KeepAliveEnd};
+use crate::h2ping::KeepAlive;
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
@@ -108,13 +108,10 @@ async fn drive(
         if shared.peer_limit.load(Ordering::Relaxed) != limit {
             shared.peer_limit.store(limit, Ordering::Relaxed);
         }
-        match keepalive.as_mut().map(|k| k.poll(cx)) {
-            Some(Poll::Ready(KeepAliveEnd::TimedOut)) => Poll::Ready(Ended::KeepAliveTimeout),
-            Some(Poll::Ready(KeepAliveEnd::Unavailable)) => {
-                keepalive = None; // the connection is going away; its own poll says how
-                Poll::Pending
-            }
-            _ => Poll::Pending,
+        if crate::h2ping::poll_timed_out(&mut keepalive, cx) {
+            Poll::Ready(Ended::KeepAliveTimeout)
+        } else {
+            Poll::Pending
         }
     });
     // Steps aside once per wake-up, so that one write carries the frames of every request

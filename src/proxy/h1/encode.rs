@@ -168,7 +168,7 @@ pub fn head(
     }
     if !seen.date {
         dst.extend_from_slice(b"date: ");
-        dst.extend_from_slice(crate::proxy::date::now().as_bytes());
+        crate::proxy::date::with(|d| dst.extend_from_slice(d.as_bytes()));
         dst.extend_from_slice(b"\r\n");
     }
     dst.extend_from_slice(b"\r\n");

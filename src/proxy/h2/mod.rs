@@ -12,7 +12,7 @@ mod stream;
 
 use super::handler::ConnCtx;
 use crate::config::{ClientLimits, Http2Settings};
-use crate::h2ping::{KeepAlive, KeepAliveEnd};
+use crate::h2ping::KeepAlive;
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::future::Future;
@@ -198,20 +198,13 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Future for Conn<I> {
                 Poll::Pending => Poll::Pending,
             };
         }
-        match this.keepalive.as_mut().map(|k| k.poll(cx)) {
-            Some(Poll::Ready(KeepAliveEnd::TimedOut)) => {
-                // GOAWAY, then close; a peer that does not even read gets `timeout` more.
-                this.conn.abrupt_shutdown(h2::Reason::NO_ERROR);
-                this.closing_after_timeout = Some(Box::pin(tokio::time::sleep(this.ping_timeout)));
-                this.keepalive = None;
-                cx.waker().wake_by_ref(); // drive the connection: the GOAWAY goes out
-                Poll::Pending
-            }
-            Some(Poll::Ready(KeepAliveEnd::Unavailable)) => {
-                this.keepalive = None; // the connection is going away; its own poll says how
-                Poll::Pending
-            }
-            _ => Poll::Pending,
+        if crate::h2ping::poll_timed_out(&mut this.keepalive, cx) {
+            // GOAWAY, then close; a peer that does not even read gets `timeout` more.
+            this.conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+            this.closing_after_timeout = Some(Box::pin(tokio::time::sleep(this.ping_timeout)));
+            this.keepalive = None;
+            cx.waker().wake_by_ref(); // drive the connection: the GOAWAY goes out
         }
+        Poll::Pending
     }
 }
